@@ -1,0 +1,31 @@
+# `make demo` and `make test` each create .venv when it is missing and install the package.
+# TORCH picks the torch requirement installed before the package (override for a CUDA build:
+# `make test TORCH="torch==2.11.0"`).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+HYPERMAML_DATA ?= $(abspath ../shared/data)
+export HYPERMAML_DATA
+
+.PHONY: demo test lint install clean
+
+$(BIN)/hypermaml: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)" || $(BIN)/pip install -q "torch>=2.4"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/hypermaml
+
+demo: install
+	$(BIN)/hypermaml demo --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf $(VENV) runs

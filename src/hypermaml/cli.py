@@ -1,0 +1,148 @@
+"""The ``hypermaml`` command line: argument parsing only; every command calls into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        help="folder with the data files (default: $HYPERMAML_DATA, else ~/.cache/hypermaml)",
+    )
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .training import train
+    from .training.checkpoint import read_meta
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.config is None:
+        if not args.resume:
+            raise ConfigError(
+                "give a CONFIG file (see configs/), or --resume an existing --out run"
+            )
+        _, meta = read_meta(Path(args.out) / "last")
+        from .config import ExperimentConfig, apply_overrides
+
+        cfg = ExperimentConfig.from_dict(apply_overrides(meta["config"], overrides))
+    else:
+        cfg = load_config(args.config, overrides)
+    result = train(
+        cfg, args.out, args.data_dir, resume=args.resume, progress=not args.quiet, init=args.init
+    )
+    print(
+        f"best validation accuracy {result.best_val_accuracy:.2f}% at epoch {result.best_epoch}; "
+        f"{result.epochs_run} epochs in {result.seconds:.0f} s; checkpoints in {args.out}/best "
+        f"and {args.out}/last"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import load_split
+    from .evaluation import evaluate
+    from .training import load_checkpoint, pick_device
+
+    ckpt = load_checkpoint(args.checkpoint, pick_device(args.device or "auto"))
+    data_cfg = ckpt.config.data
+    dataset = args.dataset or data_cfg.dataset
+    n_way = args.n_way or data_cfg.n_way
+    n_shot = args.n_shot or data_cfg.n_shot
+    n_query = args.n_query or data_cfg.n_query_test
+    data = load_split(dataset, args.split, args.data_dir)
+    result = evaluate(ckpt.method, data, n_way, n_shot, n_query, args.tasks, args.seed)
+    report = {
+        **result.summary(),
+        "method": ckpt.meta["method"],
+        "dataset": dataset,
+        "split": args.split,
+        "n_way": n_way,
+        "n_shot": n_shot,
+        "n_query": n_query,
+        "seed": args.seed,
+        "bn": ckpt.config.model.bn,
+        "checkpoint": str(ckpt.path),
+        "device": str(next(ckpt.method.parameters()).device),
+    }
+    print(
+        f"{report['method']} on {dataset}/{args.split} {n_way}-way {n_shot}-shot: "
+        f"{result.accuracy:.2f} ± {result.ci95:.2f}% over {result.n_tasks} tasks "
+        f"(seed {args.seed}), {1000 * result.seconds_per_task:.1f} ms per task"
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .experiments.toy2d import run_demo
+
+    run_demo(Path(args.out), seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hypermaml",
+        description="Few-shot learning: a hypernetwork, not gradient descent, adapts the model.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="meta-train a method from a YAML config")
+    p.add_argument("config", nargs="?", help="YAML config (see configs/)")
+    p.add_argument("--out", required=True, help="run folder: best/, last/, metrics.csv, tb/")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init", help="start from the weights of this checkpoint (same method)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="score a checkpoint on test tasks drawn from a seed")
+    p.add_argument("checkpoint", help="checkpoint folder (RUN/best, RUN/last or checkpoints/NAME)")
+    p.add_argument("--dataset", help="default: the checkpoint's own")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--n-way", type=int)
+    p.add_argument("--n-shot", type=int)
+    p.add_argument("--n-query", type=int, help="query images per class (default 15)")
+    p.add_argument("--tasks", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the result as JSON to this file")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="the 2-D toy of the paper's Figure 1: MAML vs HyperMAML")
+    p.add_argument("--out", default="runs/demo", help="folder for the figure and the JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .training import CheckpointError, TrainingError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, CheckpointError, TrainingError, ValueError) as exc:
+        print(f"hypermaml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; `hypermaml train --resume --out RUN` continues a run", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

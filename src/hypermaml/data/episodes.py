@@ -1,0 +1,111 @@
+"""Episode (task) sampling: N-way K-shot tasks with Q queries per class, batched and seeded.
+
+Within a task, the support and query sets are ordered class-major (all images of label 0, then
+label 1, ...), and label ``c`` is given to the ``c``-th class drawn at random, so labels are a
+random re-mapping of the dataset's classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .datasets import ClassImages
+from .files import DataError
+
+
+@dataclass
+class TaskBatch:
+    """B tasks of N-way K-shot with Q queries per class.
+
+    support_x: float [B, N*K, C, H, W] in [0, 1]; support_y: long [B, N*K]
+    query_x:   float [B, N*Q, C, H, W] in [0, 1]; query_y:   long [B, N*Q]
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    n_way: int
+    n_shot: int
+
+    def to(self, device: torch.device | str) -> TaskBatch:
+        return TaskBatch(
+            self.support_x.to(device, non_blocking=True),
+            self.support_y.to(device, non_blocking=True),
+            self.query_x.to(device, non_blocking=True),
+            self.query_y.to(device, non_blocking=True),
+            self.n_way,
+            self.n_shot,
+        )
+
+    @property
+    def n_tasks(self) -> int:
+        return self.support_x.shape[0]
+
+
+def check_episode_shape(data: ClassImages, n_way: int, n_shot: int, n_query: int) -> None:
+    """Raise a DataError when ``data`` cannot provide N-way K-shot tasks with Q queries."""
+    if min(n_way, n_shot, n_query) < 1:
+        raise DataError(f"n_way, n_shot and n_query must be >= 1, got {n_way}, {n_shot}, {n_query}")
+    if n_way > data.n_classes:
+        raise DataError(
+            f"{n_way}-way tasks need {n_way} classes, but {data.name}/{data.split} has only "
+            f"{data.n_classes}; lower n_way to at most {data.n_classes}"
+        )
+    if n_shot + n_query > data.n_per_class:
+        raise DataError(
+            f"{n_shot}-shot tasks with {n_query} queries need {n_shot + n_query} images per class, "
+            f"but {data.name}/{data.split} has {data.n_per_class}; lower n_shot + n_query to at "
+            f"most {data.n_per_class}"
+        )
+
+
+class EpisodeSampler:
+    """Draws batches of tasks from one split.
+
+    The tasks depend only on (data, n_way, n_shot, n_query, seed): two samplers with the same
+    arguments produce identical tasks, whatever model consumes them.
+    """
+
+    def __init__(
+        self, data: ClassImages, n_way: int, n_shot: int, n_query: int, seed: int = 0
+    ) -> None:
+        check_episode_shape(data, n_way, n_shot, n_query)
+        self.data, self.n_way, self.n_shot, self.n_query = data, n_way, n_shot, n_query
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, n_tasks: int) -> TaskBatch:
+        """One batch of ``n_tasks`` tasks (float images in [0, 1])."""
+        n, k, q = self.n_way, self.n_shot, self.n_query
+        images = self.data.images
+        g = self.generator
+        # one task at a time, so a task does not depend on how the tasks are batched
+        classes, picks = [], []
+        for _ in range(n_tasks):
+            classes.append(torch.randperm(self.data.n_classes, generator=g)[:n])
+            picks.append(
+                torch.stack(
+                    [torch.randperm(self.data.n_per_class, generator=g)[: k + q] for _ in range(n)]
+                )
+            )
+        classes, picks = torch.stack(classes), torch.stack(picks)  # [B, N], [B, N, K+Q]
+        x = images[classes[:, :, None], picks]  # [B, N, K+Q, C, H, W]
+        x = x.float().div_(255.0)
+        shape = x.shape[3:]
+        support_x = x[:, :, :k].reshape(n_tasks, n * k, *shape)
+        query_x = x[:, :, k:].reshape(n_tasks, n * q, *shape)
+        labels = torch.arange(n)
+        support_y = labels.repeat_interleave(k).expand(n_tasks, -1).contiguous()
+        query_y = labels.repeat_interleave(q).expand(n_tasks, -1).contiguous()
+        return TaskBatch(support_x, support_y, query_x, query_y, n, k)
+
+    def batches(self, n_tasks: int, batch_size: int) -> Iterator[TaskBatch]:
+        """``n_tasks`` tasks in batches of at most ``batch_size``."""
+        done = 0
+        while done < n_tasks:
+            size = min(batch_size, n_tasks - done)
+            yield self.sample(size)
+            done += size

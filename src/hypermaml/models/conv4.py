@@ -1,0 +1,108 @@
+"""Conv4: the four-block convolutional encoder of the few-shot literature.
+
+Each block is conv 3x3 (64 channels, padding 1) -> BatchNorm -> ReLU -> max-pool 2, so a 28x28
+image becomes a 64-d embedding and an 84x84 image a 1600-d one (64 with ``pool=True``).
+
+Inputs are grouped: ``x`` is [G, n, C, H, W], where a group is one set of one task (the support
+set or the query set). With the ``transductive`` BatchNorm policy each group is normalised with
+its own batch statistics, exactly as if every task were run on its own, so many tasks can share
+one forward pass.
+
+BatchNorm policies (SPEC 3), recorded with every result:
+- ``transductive``: batch statistics of each group, in training and at test; no running statistics.
+- ``eval``: batch statistics in training, running statistics at evaluation.
+- ``per_step``: as ``eval``, but with one set of affine parameters and running statistics per
+  inner-loop step (MAML++); ``forward(x, step=i)`` picks the set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BNPolicy = Literal["transductive", "eval", "per_step"]
+
+
+class GroupBatchNorm2d(nn.Module):
+    """BatchNorm over [G * n, C, H, W] under one of the three policies above."""
+
+    def __init__(
+        self, channels: int, policy: BNPolicy, n_steps: int = 1, eps: float = 1e-5
+    ) -> None:
+        super().__init__()
+        if policy not in ("transductive", "eval", "per_step"):
+            raise ValueError(f"unknown BatchNorm policy {policy!r}")
+        self.policy, self.eps, self.momentum = policy, eps, 0.1
+        sets = n_steps if policy == "per_step" else 1
+        self.weight = nn.Parameter(torch.ones(sets, channels))
+        self.bias = nn.Parameter(torch.zeros(sets, channels))
+        if policy != "transductive":
+            self.register_buffer("running_mean", torch.zeros(sets, channels))
+            self.register_buffer("running_var", torch.ones(sets, channels))
+
+    def forward(self, x: torch.Tensor, groups: int = 1, step: int = 0) -> torch.Tensor:
+        i = min(step, self.weight.shape[0] - 1)
+        weight, bias = self.weight[i], self.bias[i]
+        if self.policy != "transductive":
+            return F.batch_norm(
+                x, self.running_mean[i], self.running_var[i], weight, bias,
+                self.training, self.momentum, self.eps,
+            )  # fmt: skip
+        if groups == 1:
+            return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+        n = x.shape[0] // groups
+        c, h, w = x.shape[1:]
+        # [G*n, C, H, W] -> [n, G*C, H, W]: batch_norm's per-channel statistics become per group.
+        y = x.reshape(groups, n, c, h, w).transpose(0, 1).reshape(n, groups * c, h, w)
+        y = F.batch_norm(y, None, None, weight.repeat(groups), bias.repeat(groups), True, 0.0,
+                         self.eps)  # fmt: skip
+        return y.reshape(n, groups, c, h, w).transpose(0, 1).reshape(groups * n, c, h, w)
+
+
+class Conv4(nn.Module):
+    """Four conv blocks; ``forward``: [G, n, C, H, W] -> [G, n, out_dim]."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        width: int = 64,
+        bn: BNPolicy = "transductive",
+        pool: bool = False,
+        bn_steps: int = 1,
+    ) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        channels, size = in_channels, image_size
+        for _ in range(4):
+            self.convs.append(nn.Conv2d(channels, width, 3, padding=1))
+            self.norms.append(GroupBatchNorm2d(width, bn, bn_steps))
+            channels, size = width, size // 2
+        if size < 1:
+            raise ValueError(f"images of {image_size}x{image_size} are too small for Conv4")
+        self.pool = pool
+        self.out_dim = width if pool else width * size * size
+
+    def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
+        groups, n = x.shape[:2]
+        h = x.reshape(groups * n, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+        for conv, norm in zip(self.convs, self.norms):
+            # max-pool before ReLU: the two commute, and ReLU then touches 4x fewer values
+            h = F.relu(F.max_pool2d(norm(conv(h), groups, step), 2))
+        h = h.mean(dim=(2, 3)) if self.pool else h.flatten(1)
+        return h.reshape(groups, n, -1)
+
+
+def build_backbone(
+    name: str, in_channels: int, image_size: int, bn: BNPolicy, bn_steps: int = 1
+) -> Conv4:
+    """The encoder named in a config (``model.backbone``)."""
+    if name == "conv4":
+        return Conv4(in_channels, image_size, bn=bn, bn_steps=bn_steps)
+    if name == "conv4pool":
+        return Conv4(in_channels, image_size, bn=bn, pool=True, bn_steps=bn_steps)
+    raise ValueError(f"unknown backbone {name!r}; choose 'conv4' or 'conv4pool'")

@@ -1,0 +1,170 @@
+"""The episodic meta-training loop: epochs of tasks, meta-batches, validation, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config import ExperimentConfig
+from ..data import EpisodeSampler, load_split
+from ..evaluation import evaluate
+from ..methods import build_method
+from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
+from .logs import MetricLog
+
+VAL_SEED = 1_000_003
+"""Validation tasks are the same in every epoch and every run (never the test seed)."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, a run folder in the way)."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} was asked for but CUDA is not available; use cpu")
+    return device
+
+
+def _comparable(cfg: ExperimentConfig) -> dict:
+    """The config without the fields a resumed run may change (its length and device)."""
+    raw = cfg.to_dict()
+    raw["train"] = {k: v for k, v in raw["train"].items() if k not in ("epochs", "device")}
+    return raw
+
+
+@dataclass
+class TrainResult:
+    best_val_accuracy: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+
+
+def train(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    tensorboard: bool = True,
+    init: str | Path | None = None,
+) -> TrainResult:
+    """Meta-train the method of ``cfg``, writing ``run_dir/{best,last}`` and logs.
+
+    ``init``: a checkpoint of the same method and shapes whose weights start the run (a second
+    training stage, or a pre-trained encoder); the optimiser and schedule start afresh.
+    """
+    run_dir = Path(run_dir)
+    last = run_dir / "last"
+    if not resume and last.exists():
+        raise TrainingError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    tc, dc = cfg.train, cfg.data
+    device = pick_device(tc.device)
+    train_data = load_split(dc.dataset, "train", data_root)
+    val_data = load_split(dc.dataset, "val", data_root)
+    image_shape = tuple(train_data.images.shape[2:])
+    sampler = EpisodeSampler(train_data, dc.n_way, dc.n_shot, dc.n_query, seed=tc.seed)
+    EpisodeSampler(val_data, dc.n_way, dc.n_shot, dc.n_query_test)  # fail early on bad N/K/Q
+
+    torch.manual_seed(tc.seed)
+    method = build_method(cfg, image_shape[0], image_shape[1]).to(device)
+    optimizer = torch.optim.Adam(method.parameters(), lr=tc.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, tc.milestones, gamma=tc.gamma)
+    start_epoch, best_acc, best_epoch = 0, -math.inf, -1
+    if init is not None and not resume:
+        start = load_checkpoint(init, device, expect_method=cfg.method.name)
+        try:
+            method.load_state_dict(start.method.state_dict())
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{start.path} does not fit the model of this config: {exc}"
+            ) from exc
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = MetricLog(run_dir, tensorboard)
+    if resume and last.exists() or resume and last.with_name("last.old").exists():
+        ckpt = load_checkpoint(last, device, expect_method=cfg.method.name)
+        if _comparable(ckpt.config) != _comparable(cfg):
+            raise CheckpointError(
+                f"{ckpt.path} was trained with another config; resume with the config stored "
+                f"in it (hypermaml train --resume --out {run_dir} without a config file; "
+                f"only train.epochs and train.device may change)"
+            )
+        state = load_train_state(ckpt.path)
+        method.load_state_dict(ckpt.method.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.generator.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        start_epoch = state["epoch"] + 1
+        best_acc, best_epoch = state["best_acc"], state["best_epoch"]
+        log.truncate_after(start_epoch)
+
+    steps = max(1, tc.episodes_per_epoch // tc.meta_batch)
+    started = time.perf_counter()
+    epochs = range(start_epoch, tc.epochs)
+    bar = tqdm(epochs, desc=f"{cfg.method.name} {dc.dataset}", disable=not progress, unit="epoch")
+    for epoch in bar:
+        method.train()
+        method.set_epoch(epoch)
+        total_loss, total_acc = 0.0, 0.0
+        for step in range(steps):
+            batch = sampler.sample(tc.meta_batch).to(device)
+            loss, logits = method.meta_loss(batch)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the training loss became {loss.item()} at epoch {epoch}, step {step}. "
+                    f"Lower train.lr (now {scheduler.get_last_lr()[0]:g}) and resume from the "
+                    f"last good checkpoint in {last} with --resume."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item()
+            total_acc += (logits.argmax(-1) == batch.query_y).float().mean().item()
+        scheduler.step()
+        val = evaluate(
+            method, val_data, dc.n_way, dc.n_shot, dc.n_query_test, tc.val_tasks, seed=VAL_SEED
+        )
+        metrics = {
+            "train_loss": total_loss / steps,
+            "train_accuracy": 100.0 * total_acc / steps,
+            "val_accuracy": val.accuracy,
+            "val_ci95": val.ci95,
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - started,
+        }
+        log.write(epoch, metrics)
+        if val.accuracy > best_acc:
+            best_acc, best_epoch = val.accuracy, epoch
+            save_checkpoint(run_dir / "best", method, cfg, image_shape, epoch, metrics)
+        train_state = {
+            "epoch": epoch,
+            "best_acc": best_acc,
+            "best_epoch": best_epoch,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "sampler": sampler.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        }
+        save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state)
+        bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{val.accuracy:.2f}")
+    log.close()
+    return TrainResult(best_acc, best_epoch, tc.epochs - start_epoch, time.perf_counter() - started)

@@ -1,0 +1,102 @@
+"""The command line: train, eval (text and JSON), and its errors on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hypermaml.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+TINY = [
+    "--set", "train.epochs=1",
+    "--set", "train.episodes_per_epoch=4",
+    "--set", "train.meta_batch=2",
+    "--set", "train.val_tasks=2",
+    "--quiet",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_root_path):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    code = main(
+        ["train", str(CONFIGS / "omniglot_5w1s_protonet.yaml"), "--out", str(run),
+         "--data-dir", str(data_root_path), *TINY]
+    )  # fmt: skip
+    assert code == 0
+    return run
+
+
+def test_eval_prints_and_writes_json(trained_run, data_root_path, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    code = main(
+        ["eval", str(trained_run / "best"), "--tasks", "6", "--seed", "3",
+         "--json", str(out), "--data-dir", str(data_root_path)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    for key in ("accuracy", "ci95", "n_tasks", "seconds_per_task", "method", "dataset",
+                "n_way", "n_shot"):  # fmt: skip
+        assert key in report
+    assert report["n_tasks"] == 6 and report["method"] == "protonet"
+    assert (report["dataset"], report["n_way"], report["n_shot"]) == ("omniglot", 5, 1)
+    assert f"{report['accuracy']:.2f}" in capsys.readouterr().out
+
+
+def test_eval_is_reproducible_from_the_seed(trained_run, data_root_path, tmp_path):
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        main(["eval", str(trained_run), "--tasks", "4", "--json", str(out),
+              "--data-dir", str(data_root_path)])  # fmt: skip
+        results.append(json.loads(out.read_text())["accuracy"])
+    assert results[0] == results[1]
+
+
+def test_eval_of_impossible_shot_count_names_the_numbers(trained_run, data_root_path, capsys):
+    code = main(["eval", str(trained_run), "--n-shot", "10", "--n-query", "15",
+                 "--data-dir", str(data_root_path)])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "25 images per class" in err and "20" in err
+
+
+def test_eval_of_a_folder_that_is_no_checkpoint(tmp_path, capsys):
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "not a hypermaml checkpoint" in capsys.readouterr().err
+
+
+def test_unknown_config_key_is_named(tmp_path, capsys):
+    config = str(CONFIGS / "omniglot_5w1s_hypermaml.yaml")
+    code = main(["train", config, "--out", str(tmp_path / "r"), "--set", "method.hn_widht=3"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "hn_widht" in err and "hn_width" in err
+
+
+def test_missing_data_names_the_file_to_put_in_place(tmp_path, capsys, monkeypatch):
+    import hypermaml.data.files as files
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(files.urllib.request, "urlopen", offline)
+    config = str(CONFIGS / "omniglot_5w1s_protonet.yaml")
+    code = main(["train", config, "--out", str(tmp_path / "r"),
+                 "--data-dir", str(tmp_path / "empty"), *TINY])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "empty" / "omniglot" / "images_background.zip") in err
+
+
+def test_every_shipped_config_loads():
+    from hypermaml.config import load_config
+
+    configs = sorted(CONFIGS.glob("*.yaml"))
+    assert len(configs) >= 15
+    for path in configs:
+        load_config(path)

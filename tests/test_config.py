@@ -1,0 +1,208 @@
+"""Typed configs: YAML, --set overrides, clear errors, method dispatch, round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hypermaml.config import (
+    ConfigError,
+    DataConfig,
+    ExperimentConfig,
+    HyperMAMLConfig,
+    MAMLConfig,
+    ProtoNetConfig,
+    apply_overrides,
+    load_config,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write_yaml(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_yaml_file_is_loaded_into_typed_sections(tmp_path):
+    path = write_yaml(
+        tmp_path / "c.yaml",
+        {
+            "data": {"dataset": "cross_char", "n_way": 3, "n_shot": 5},
+            "model": {"backbone": "conv4pool", "bn": "eval"},
+            "method": {"name": "maml", "inner_steps": 2, "inner_lr": 0.05, "adapt": "head"},
+            "train": {"epochs": 7, "lr": 0.02, "milestones": [3, 5]},
+        },
+    )
+    cfg = load_config(path)
+    assert cfg.data == DataConfig(dataset="cross_char", n_way=3, n_shot=5)
+    assert (cfg.model.backbone, cfg.model.bn) == ("conv4pool", "eval")
+    assert cfg.method == MAMLConfig(inner_steps=2, inner_lr=0.05, adapt="head")
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.milestones) == (7, 0.02, [3, 5])
+    # keys absent from the file keep their defaults
+    assert cfg.train.gamma == 0.3 and cfg.data.n_query == 16
+
+
+def test_shipped_yaml_with_comments_loads():
+    cfg = load_config(CONFIGS / "cross_char_1s_hypermaml.yaml")
+    assert isinstance(cfg.method, HyperMAMLConfig)
+    assert cfg.method.hn_width == 512 and cfg.train.milestones == [51, 550]
+    assert cfg.data.dataset == "cross_char"
+
+
+def test_no_file_gives_the_defaults():
+    assert load_config(None) == ExperimentConfig()
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_set_nested_values_parsed_as_yaml(tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", {"method": {"name": "hypermaml"}})
+    cfg = load_config(
+        path,
+        [
+            "method.hn_width=256",
+            "method.enhancement=false",
+            "train.lr=1e-3",
+            "train.milestones=[4, 9]",
+            "data.dataset=cross_char",
+        ],
+    )
+    assert cfg.method.hn_width == 256 and cfg.method.enhancement is False
+    assert isinstance(cfg.train.lr, float) and cfg.train.lr == pytest.approx(1e-3)
+    assert cfg.train.milestones == [4, 9]
+    assert cfg.data.dataset == "cross_char"
+
+
+def test_override_creates_missing_section_and_later_override_wins():
+    raw = apply_overrides({}, ["data.n_way=7", "data.n_way=9"])
+    assert raw == {"data": {"n_way": 9}}
+    assert ExperimentConfig.from_dict(raw).data.n_way == 9
+
+
+def test_apply_overrides_does_not_mutate_its_input():
+    raw = {"data": {"n_way": 5}}
+    out = apply_overrides(raw, ["data.n_way=3"])
+    assert raw == {"data": {"n_way": 5}} and out["data"]["n_way"] == 3
+
+
+def test_override_without_equals_sign_is_an_error():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides({}, ["data.n_way"])
+
+
+def test_override_below_a_plain_value_is_an_error():
+    with pytest.raises(ConfigError, match="n_way"):
+        apply_overrides({"data": {"n_way": 5}}, ["data.n_way.x=1"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "expected"),
+    [
+        ("data.n_way=five", "data.n_way", "int"),
+        ("data.n_way=true", "data.n_way", "int"),
+        ("data.n_way=2.5", "data.n_way", "int"),
+        ("train.lr=fast", "train.lr", "float"),
+        ("train.milestones=3", "train.milestones", "list"),
+        ("train.milestones=[1, x]", "train.milestones[1]", "int"),
+        ("method.enhancement=1", "method.enhancement", "bool"),
+        ("model.bn=batch", "model.bn", "transductive"),
+        ("model.backbone=resnet", "model.backbone", "conv4pool"),
+    ],
+)
+def test_type_errors_name_the_key_and_what_is_expected(override, key, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    message = str(info.value)
+    assert key in message and expected in message
+
+
+def test_optional_int_accepts_null_and_int_but_not_text():
+    base = {"method": {"name": "maml"}}
+    assert ExperimentConfig.from_dict(
+        apply_overrides(base, ["method.inner_steps_test=null"])
+    ).method.inner_steps_test is None
+    assert ExperimentConfig.from_dict(
+        apply_overrides(base, ["method.inner_steps_test=10"])
+    ).method.inner_steps_test == 10
+    assert ExperimentConfig.from_dict(base).method.inner_steps_test is None
+    with pytest.raises(ConfigError, match="method.inner_steps_test"):
+        ExperimentConfig.from_dict(apply_overrides(base, ["method.inner_steps_test=many"]))
+
+
+def test_int_is_accepted_for_a_float_field():
+    cfg = load_config(None, ["train.lr=1"])
+    assert isinstance(cfg.train.lr, float) and cfg.train.lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "bad", "valid"),
+    [
+        ({"data": {"n_ways": 5}}, "n_ways", ["n_way", "n_shot", "n_query", "dataset"]),
+        ({"trian": {}}, "trian", ["data", "model", "method", "train"]),
+        ({"method": {"name": "hypermaml", "hn_widht": 3}}, "hn_widht", ["hn_width", "hn_depth"]),
+        ({"method": {"name": "maml", "hn_width": 3}}, "hn_width", ["inner_steps", "inner_lr"]),
+    ],
+)
+def test_unknown_keys_are_named_with_the_valid_ones(raw, bad, valid):
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.from_dict(raw)
+    message = str(info.value)
+    assert repr(bad) in message
+    for key in valid:
+        assert repr(key) in message
+
+
+def test_unknown_key_from_an_override_is_named():
+    with pytest.raises(ConfigError, match="n_shots"):
+        load_config(None, ["data.n_shots=5"])
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("protonet", ProtoNetConfig), ("maml", MAMLConfig), ("hypermaml", HyperMAMLConfig)],
+)
+def test_method_section_is_dispatched_by_name(name, cls):
+    cfg = ExperimentConfig.from_dict({"method": {"name": name}})
+    assert type(cfg.method) is cls and cfg.method == cls()
+
+
+@pytest.mark.parametrize("method", [{"name": "reptile"}, {"inner_steps": 3}, "maml"])
+def test_unknown_or_missing_method_name_lists_the_choices(method):
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.from_dict({"method": method})
+    message = str(info.value)
+    assert "method.name" in message
+    for name in ("hypermaml", "maml", "protonet"):
+        assert repr(name) in message
+
+
+def test_method_default_is_hypermaml():
+    assert isinstance(ExperimentConfig.from_dict({}).method, HyperMAMLConfig)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        ProtoNetConfig(),
+        MAMLConfig(inner_steps=3, inner_lr=0.1, inner_steps_test=10, first_order=True,
+                   adapt="head"),
+        HyperMAMLConfig(hn_depth=2, hn_width=64, enhancement=False, warmup_epochs=0,
+                        switch_epochs=7, warmup_inner_lr=0.2, warmup_inner_steps=2),
+    ],
+)
+def test_round_trip_to_dict_from_dict(method):
+    cfg = ExperimentConfig(method=method)
+    cfg.data.dataset, cfg.data.n_way, cfg.data.n_query_test = "cross_char", 20, 5
+    cfg.model.bn = "eval"
+    cfg.train.milestones, cfg.train.lr, cfg.train.device = [2, 8], 0.05, "cpu"
+    raw = cfg.to_dict()
+    back = ExperimentConfig.from_dict(raw)
+    assert back == cfg and type(back.method) is type(method)
+    # and through YAML text, as stored in a file
+    assert ExperimentConfig.from_dict(yaml.safe_load(yaml.safe_dump(raw))) == cfg
