@@ -67,6 +67,9 @@ def test_resume_continues_exactly(data_root, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     rows = (split / "metrics.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    header = rows[0].split(",")
+    seconds = [float(r.split(",")[header.index("seconds")]) for r in rows[1:]]
+    assert seconds[1] > seconds[0], "wall time must accumulate across resumed sessions"
 
 
 def test_existing_run_is_not_overwritten(data_root, tmp_path):

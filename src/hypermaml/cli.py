@@ -85,6 +85,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .experiments.speed import BenchSettings, default_cases, format_table, report, run_bench
+
+    settings = BenchSettings(
+        dataset=args.dataset, n_way=args.n_way, n_shot=args.n_shot, n_query=args.n_query,
+        meta_batch=args.meta_batch, train_episodes=args.train_episodes,
+        eval_tasks=args.eval_tasks, eval_batch=args.eval_batch, device=args.device or "auto",
+        threads=args.threads, n_classes=args.n_classes, image_size=args.image_size,
+        phases=tuple(args.phases.split(",")),
+    )  # fmt: skip
+    steps = tuple(int(k) for k in args.maml_steps.split(",") if k)
+    cases = [c for c in default_cases(steps, args.maml_batching) if _wanted(c.name, args.methods)]
+    if not cases:
+        raise ValueError(f"--methods {args.methods!r} selects no method")
+    rows = run_bench(cases, settings, isolate=not args.in_process)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report(rows, settings), indent=2))
+    print(f"\n{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads)")
+    return 0
+
+
+def _wanted(case: str, methods: str | None) -> bool:
+    return methods is None or case.split(" ")[0] in methods.split(",") or (
+        case.split("-")[0] in methods.split(",")
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .experiments.toy2d import run_demo
 
@@ -121,6 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the result as JSON to this file")
     _add_data_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="training and test speed of every method, peak memory")
+    p.add_argument("--methods", help="comma list of hypermaml, maml, maml-K, protonet (all)")
+    p.add_argument("--maml-steps", default="1,5", help="MAML inner steps to time (1,5)")
+    p.add_argument("--maml-batching", default="auto", choices=["auto", "loop", "vmap", "both"])
+    p.add_argument("--dataset", default="omniglot", choices=["omniglot", "cross_char"])
+    p.add_argument("--n-way", type=int, default=5)
+    p.add_argument("--n-shot", type=int, default=1)
+    p.add_argument("--n-query", type=int, default=16, help="training queries per class")
+    p.add_argument("--meta-batch", type=int, default=4)
+    p.add_argument("--train-episodes", type=int, default=200)
+    p.add_argument("--eval-tasks", type=int, default=600)
+    p.add_argument("--eval-batch", type=int, default=8, help="test tasks per forward")
+    p.add_argument("--phases", default="train,eval", help="train, eval or both")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument("--n-classes", type=int, help="classes of the synthetic split")
+    p.add_argument("--image-size", type=int, help="image side (default: the dataset's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+    p.add_argument("--in-process", action="store_true", help="no fresh process per phase")
+    p.add_argument("--json", help="write settings, machine and results as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the 2-D toy of the paper's Figure 1: MAML vs HyperMAML")
     p.add_argument("--out", default="runs/demo", help="folder for the figure and the JSON")

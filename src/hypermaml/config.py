@@ -57,6 +57,10 @@ class MAMLConfig:
     """Steps at evaluation time; None means the same as ``inner_steps``."""
     first_order: bool = False
     adapt: Literal["all", "head"] = "all"
+    batching: Literal["auto", "loop", "vmap"] = "auto"
+    """How the tasks of a batch are adapted: one after another (``loop``), or all at once with
+    ``torch.func.vmap`` (``vmap``); ``auto`` takes the faster on the device (docs/performance.md).
+    The results are identical."""
 
 
 @dataclass

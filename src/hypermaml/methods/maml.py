@@ -8,6 +8,8 @@ whether every parameter adapts or the linear head only. The network is called th
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,31 +52,77 @@ class MAML(Method):
         names = [n for n, _ in self.net.named_parameters()]
         return names if self.cfg.adapt == "all" else [n for n in names if n.startswith("head.")]
 
-    def adapt_task(self, support_x: torch.Tensor, support_y: torch.Tensor) -> TaskParams:
-        """One task: support_x [N*K, C, H, W], support_y [N*K] -> its adapted parameters."""
+    def batching(self, device: torch.device) -> str:
+        """``loop`` or ``vmap``: the configured choice, or for ``auto`` the faster on ``device``."""
+        if self.cfg.batching != "auto":
+            return self.cfg.batching
+        return "vmap" if device.type == "cuda" else "loop"
+
+    def _inner_loop(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, grad_fn
+    ) -> TaskParams:
+        """k steps on one task (support_x [N*K, C, H, W]); ``grad_fn(loss_fn, params)`` gives
+        the gradient of ``loss_fn`` at ``params`` (autograd in the loop, torch.func in vmap)."""
         params: TaskParams = dict(self.net.named_parameters())
         names = self.adapted_names()
+        for step in range(self.steps):
+
+            def support_loss(
+                adapted: TaskParams, step: int = step, params: TaskParams = params
+            ) -> torch.Tensor:
+                logits = functional_call(self.net, {**params, **adapted}, (support_x[None], step))
+                return F.cross_entropy(logits[0], support_y)
+
+            grads = grad_fn(support_loss, {n: params[n] for n in names})
+            params = dict(params)
+            for name in names:
+                params[name] = params[name] - self.cfg.inner_lr * grads[name]
+        return params
+
+    def _autograd_grad(self, loss_fn, params: TaskParams) -> TaskParams:
+        """Gradient by torch.autograd, differentiable when meta-training second order."""
         create_graph = self.training and not self.cfg.first_order
+        if not self.training:  # evaluation: each step starts from a fresh leaf
+            params = {n: p.detach().requires_grad_() for n, p in params.items()}
         with torch.enable_grad():
-            for step in range(self.steps):
-                logits = functional_call(self.net, params, (support_x[None], step))[0]
-                loss = F.cross_entropy(logits, support_y)
-                grads = torch.autograd.grad(
-                    loss, [params[n] for n in names], create_graph=create_graph
-                )
-                params = dict(params)
-                for name, grad in zip(names, grads):
-                    step = params[name] - self.cfg.inner_lr * grad
-                    params[name] = step if self.training else step.detach().requires_grad_()
+            grads = torch.autograd.grad(
+                loss_fn(params), list(params.values()), create_graph=create_graph
+            )
+        return dict(zip(params, grads))
+
+    def _func_grad(self, loss_fn, params: TaskParams) -> TaskParams:
+        """Gradient by torch.func.grad (works under vmap); first order drops its graph."""
+        if not self.training:
+            params = {n: p.detach() for n, p in params.items()}
+        grads = torch.func.grad(loss_fn)(params)
+        if self.cfg.first_order or not self.training:
+            grads = {n: g.detach() for n, g in grads.items()}
+        return grads
+
+    def adapt_task(self, support_x: torch.Tensor, support_y: torch.Tensor) -> TaskParams:
+        """One task: support_x [N*K, C, H, W], support_y [N*K] -> its adapted parameters."""
+        params = self._inner_loop(support_x, support_y, self._autograd_grad)
         if not self.training:
             params = {name: p.detach() for name, p in params.items()}
         return params
 
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> TaskParams:
+        if self.batching(support_x.device) == "vmap":
+            task = partial(self._inner_loop, grad_fn=self._func_grad)
+            params = torch.func.vmap(task, randomness="same")(support_x, support_y)
+            if not self.training:
+                params = {name: p.detach() for name, p in params.items()}
+            return params
         tasks = [self.adapt_task(x, y) for x, y in zip(support_x, support_y)]
         return {name: torch.stack([t[name] for t in tasks]) for name in tasks[0]}
 
     def predict(self, query_x: torch.Tensor, params: TaskParams) -> torch.Tensor:
+        if self.batching(query_x.device) == "vmap":
+
+            def task_logits(x: torch.Tensor, p: TaskParams) -> torch.Tensor:
+                return functional_call(self.net, p, (x[None], self.steps))[0]
+
+            return torch.func.vmap(task_logits, randomness="same")(query_x, params)
         task_params = ({n: p[b] for n, p in params.items()} for b in range(query_x.shape[0]))
         logits = [
             functional_call(self.net, p, (query_x[b : b + 1], self.steps))

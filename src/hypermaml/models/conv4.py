@@ -52,6 +52,11 @@ class GroupBatchNorm2d(nn.Module):
                 self.training, self.momentum, self.eps,
             )  # fmt: skip
         if groups == 1:
+            if _is_batched(x):
+                # Under torch.func.vmap, batch_norm's second derivative with respect to its affine
+                # parameters came out wrong (torch 2.13); applying them outside is exact.
+                y = F.batch_norm(x, None, None, None, None, True, 0.0, self.eps)
+                return torch.addcmul(bias[:, None, None], y, weight[:, None, None])
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
         n = x.shape[0] // groups
         c, h, w = x.shape[1:]
@@ -89,12 +94,19 @@ class Conv4(nn.Module):
 
     def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
         groups, n = x.shape[:2]
-        h = x.reshape(groups * n, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+        h = x.reshape(groups * n, *x.shape[2:])
+        if not _is_batched(h):  # memory formats cannot be chosen inside torch.func.vmap
+            h = h.contiguous(memory_format=torch.channels_last)
         for conv, norm in zip(self.convs, self.norms):
             # max-pool before ReLU: the two commute, and ReLU then touches 4x fewer values
             h = F.relu(F.max_pool2d(norm(conv(h), groups, step), 2))
         h = h.mean(dim=(2, 3)) if self.pool else h.flatten(1)
         return h.reshape(groups, n, -1)
+
+
+def _is_batched(x: torch.Tensor) -> bool:
+    """Whether ``x`` is seen through a torch.func transform (``vmap``, ``grad``)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 def build_backbone(

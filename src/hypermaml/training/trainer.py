@@ -13,9 +13,9 @@ import torch
 from tqdm import tqdm
 
 from ..config import ExperimentConfig
-from ..data import EpisodeSampler, load_split
+from ..data import EpisodeSampler, TaskBatch, load_split
 from ..evaluation import evaluate
-from ..methods import build_method
+from ..methods import Method, build_method
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from .logs import MetricLog
 
@@ -51,6 +51,23 @@ class TrainResult:
     seconds: float
 
 
+def meta_step(
+    method: Method, optimizer: torch.optim.Optimizer, batch: TaskBatch
+) -> tuple[float, float]:
+    """One outer step on a batch of tasks: (mean query loss, query accuracy in [0, 1]).
+
+    A non-finite loss leaves the weights untouched; the caller decides what to do about it.
+    """
+    loss, logits = method.meta_loss(batch)
+    value = loss.item()
+    if not math.isfinite(value):
+        return value, 0.0
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value, (logits.argmax(-1) == batch.query_y).float().mean().item()
+
+
 def train(
     cfg: ExperimentConfig,
     run_dir: str | Path,
@@ -84,6 +101,7 @@ def train(
     optimizer = torch.optim.Adam(method.parameters(), lr=tc.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, tc.milestones, gamma=tc.gamma)
     start_epoch, best_acc, best_epoch = 0, -math.inf, -1
+    seconds_before = 0.0  # wall time of earlier sessions of a resumed run
     if init is not None and not resume:
         start = load_checkpoint(init, device, expect_method=cfg.method.name)
         try:
@@ -113,6 +131,7 @@ def train(
         random.setstate(state["python_rng"])
         start_epoch = state["epoch"] + 1
         best_acc, best_epoch = state["best_acc"], state["best_epoch"]
+        seconds_before = state.get("seconds", 0.0)
         log.truncate_after(start_epoch)
 
     steps = max(1, tc.episodes_per_epoch // tc.meta_batch)
@@ -125,18 +144,15 @@ def train(
         total_loss, total_acc = 0.0, 0.0
         for step in range(steps):
             batch = sampler.sample(tc.meta_batch).to(device)
-            loss, logits = method.meta_loss(batch)
-            if not torch.isfinite(loss):
+            loss, accuracy = meta_step(method, optimizer, batch)
+            if not math.isfinite(loss):
                 raise TrainingError(
-                    f"the training loss became {loss.item()} at epoch {epoch}, step {step}. "
+                    f"the training loss became {loss} at epoch {epoch}, step {step}. "
                     f"Lower train.lr (now {scheduler.get_last_lr()[0]:g}) and resume from the "
                     f"last good checkpoint in {last} with --resume."
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item()
-            total_acc += (logits.argmax(-1) == batch.query_y).float().mean().item()
+            total_loss += loss
+            total_acc += accuracy
         scheduler.step()
         val = evaluate(
             method, val_data, dc.n_way, dc.n_shot, dc.n_query_test, tc.val_tasks, seed=VAL_SEED
@@ -147,7 +163,7 @@ def train(
             "val_accuracy": val.accuracy,
             "val_ci95": val.ci95,
             "lr": scheduler.get_last_lr()[0],
-            "seconds": time.perf_counter() - started,
+            "seconds": seconds_before + time.perf_counter() - started,
         }
         log.write(epoch, metrics)
         if val.accuracy > best_acc:
@@ -157,6 +173,7 @@ def train(
             "epoch": epoch,
             "best_acc": best_acc,
             "best_epoch": best_epoch,
+            "seconds": metrics["seconds"],
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "sampler": sampler.generator.get_state(),

@@ -1,0 +1,229 @@
+"""Speed benchmark: training episodes per second and test tasks per second, with peak memory.
+
+Every method is measured on the same tasks of a synthetic split with the shape of the real one
+(speed does not depend on what the pixels show, and the benchmark needs no data files). Each
+measurement runs in a fresh process, so peak memory is that phase's own and no allocator or
+thread-pool state leaks from one method to the next.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import platform
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..config import (
+    DataConfig,
+    ExperimentConfig,
+    HyperMAMLConfig,
+    MAMLConfig,
+    MethodConfig,
+    ProtoNetConfig,
+    TrainConfig,
+)
+
+SHAPES = {"omniglot": (4112, 20, 1, 28, 28), "cross_char": (1597, 20, 1, 28, 28)}
+"""(classes, images per class, C, H, W) of each dataset's training split."""
+
+
+@dataclass
+class BenchCase:
+    """One method configuration to time."""
+
+    name: str
+    method: MethodConfig
+
+
+@dataclass
+class BenchSettings:
+    dataset: str = "omniglot"
+    n_way: int = 5
+    n_shot: int = 1
+    n_query: int = 16
+    """Queries per class in training tasks."""
+    n_query_test: int = 15
+    meta_batch: int = 4
+    train_episodes: int = 200
+    """Timed training episodes per method (after ``warmup_steps`` untimed outer steps)."""
+    eval_tasks: int = 600
+    eval_batch: int = 8
+    warmup_steps: int = 3
+    device: str = "auto"
+    threads: int | None = None
+    n_classes: int | None = None
+    """Classes of the synthetic split (default: the real split's)."""
+    image_size: int | None = None
+    """Image side (default: the real dataset's)."""
+    phases: tuple[str, ...] = ("train", "eval")
+
+
+@dataclass
+class BenchRow:
+    case: str
+    method: str
+    device: str
+    threads: int
+    train_episodes_per_s: float | None = None
+    train_peak_mb: float | None = None
+    eval_tasks_per_s: float | None = None
+    eval_seconds: float | None = None
+    """Seconds for all ``eval_tasks`` tasks, adaptation plus prediction (sampling excluded)."""
+    eval_peak_mb: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def default_cases(maml_steps: tuple[int, ...] = (1, 5), batching: str = "auto") -> list[BenchCase]:
+    """HyperMAML (hypernetwork mode), MAML with each step count (second order), ProtoNet."""
+    cases = [BenchCase("hypermaml", HyperMAMLConfig(warmup_epochs=0, switch_epochs=0))]
+    modes = ("loop", "vmap") if batching == "both" else (batching,)
+    for k in maml_steps:
+        for mode in modes:
+            label = f"maml-{k}" + (f" ({mode})" if len(modes) > 1 else "")
+            cases.append(BenchCase(label, MAMLConfig(inner_steps=k, inner_lr=0.4, batching=mode)))
+    cases.append(BenchCase("protonet", ProtoNetConfig()))
+    return cases
+
+
+def _config(case: BenchCase, s: BenchSettings) -> ExperimentConfig:
+    return ExperimentConfig(
+        data=DataConfig(s.dataset, s.n_way, s.n_shot, s.n_query, s.n_query_test),
+        method=case.method,
+        train=TrainConfig(meta_batch=s.meta_batch, device=s.device),
+    )
+
+
+def synthetic_split(s: BenchSettings, seed: int = 0):
+    """A ClassImages of random uint8 images with the shape of the dataset's training split."""
+    from ..data import ClassImages
+
+    classes, per_class, channels, height, width = SHAPES[s.dataset]
+    classes = s.n_classes or classes
+    height = width = s.image_size or height
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (classes, per_class, channels, height, width), generator=g)
+    names = [str(i) for i in range(classes)]
+    return ClassImages(s.dataset, "synthetic", images.to(torch.uint8), names)
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak_kb / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
+    """Time one phase (``train`` or ``eval``) of one case, in the current process."""
+    from ..data import EpisodeSampler
+    from ..evaluation import evaluate
+    from ..methods import build_method
+    from ..training.trainer import meta_step, pick_device
+
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    device = pick_device(s.device)
+    data = synthetic_split(s)
+    torch.manual_seed(0)
+    channels, size = data.images.shape[2], data.images.shape[3]
+    method = build_method(_config(case, s), channels, size).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    out: dict = {"threads": torch.get_num_threads(), "device": str(device)}
+    if phase == "train":
+        method.train()
+        optimizer = torch.optim.Adam(method.parameters(), lr=1e-4)
+        sampler = EpisodeSampler(data, s.n_way, s.n_shot, s.n_query, seed=0)
+        for _ in range(s.warmup_steps):
+            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device))
+        steps = max(1, math.ceil(s.train_episodes / s.meta_batch))
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):  # sampling included: it is part of what training costs
+            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device))
+        _sync(device)
+        out["train_episodes_per_s"] = steps * s.meta_batch / (time.perf_counter() - start)
+        out["train_peak_mb"] = _peak_mb(device)
+    else:
+        warm = min(s.eval_tasks, 2 * s.eval_batch)
+        evaluate(method, data, s.n_way, s.n_shot, s.n_query_test, warm, 1, s.eval_batch)
+        result = evaluate(
+            method, data, s.n_way, s.n_shot, s.n_query_test, s.eval_tasks, 0, s.eval_batch
+        )
+        out["eval_seconds"] = result.seconds_per_task * result.n_tasks
+        out["eval_tasks_per_s"] = 1.0 / result.seconds_per_task
+        out["eval_peak_mb"] = _peak_mb(device)
+    return out
+
+
+def run_bench(
+    cases: list[BenchCase], settings: BenchSettings, isolate: bool = True, log=print
+) -> list[BenchRow]:
+    """Measure every case; ``isolate`` runs each phase in a fresh process."""
+    rows = []
+    for case in cases:
+        row = BenchRow(case.name, case.method.name, "", 0)
+        for phase in settings.phases:
+            if isolate:
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                    result = pool.submit(measure, case, settings, phase).result()
+            else:
+                result = measure(case, settings, phase)
+            row.device, row.threads = result.pop("device"), result.pop("threads")
+            for key, value in result.items():
+                setattr(row, key, value)
+        rows.append(row)
+        if log:
+            log(format_table([row], header=len(rows) == 1))
+    return rows
+
+
+def format_table(rows: list[BenchRow], header: bool = True) -> str:
+    def num(value: float | None, digits: int = 1) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    lines = []
+    if header:
+        lines.append(
+            f"{'method':<18} {'train ep/s':>10} {'train MB':>9} {'eval tasks/s':>12} "
+            f"{'eval s':>8} {'eval MB':>8}"
+        )
+    for r in rows:
+        lines.append(
+            f"{r.case:<18} {num(r.train_episodes_per_s, 2):>10} {num(r.train_peak_mb, 0):>9} "
+            f"{num(r.eval_tasks_per_s):>12} {num(r.eval_seconds, 2):>8} {num(r.eval_peak_mb, 0):>8}"
+        )
+    return "\n".join(lines)
+
+
+def environment() -> dict:
+    """What the numbers were measured on."""
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": multiprocessing.cpu_count(),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name()
+    return info
+
+
+def report(rows: list[BenchRow], settings: BenchSettings) -> dict:
+    return {
+        "settings": asdict(settings),
+        "environment": environment(),
+        "rows": [asdict(r) for r in rows],
+    }

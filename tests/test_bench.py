@@ -1,0 +1,45 @@
+"""`hypermaml bench` on a tiny configuration: it runs every method and writes valid JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hypermaml.cli import main
+
+TINY = ["--n-classes", "12", "--image-size", "16", "--train-episodes", "4", "--eval-tasks", "6",
+        "--eval-batch", "4", "--threads", "1"]  # fmt: skip
+
+
+def test_bench_times_every_method_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", *TINY, "--maml-steps", "1,2", "--maml-batching", "both",
+                 "--in-process", "--json", str(out)])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    cases = [row["case"] for row in report["rows"]]
+    assert cases == ["hypermaml", "maml-1 (loop)", "maml-1 (vmap)", "maml-2 (loop)",
+                     "maml-2 (vmap)", "protonet"]  # fmt: skip
+    for row in report["rows"]:
+        assert row["device"] == "cpu" and row["threads"] == 1
+        assert row["train_episodes_per_s"] > 0 and row["eval_tasks_per_s"] > 0
+        assert row["eval_seconds"] == pytest.approx(6 / row["eval_tasks_per_s"])
+        assert row["train_peak_mb"] > 0 and row["eval_peak_mb"] > 0
+    assert report["settings"]["n_way"] == 5 and report["environment"]["torch"]
+    table = capsys.readouterr().out
+    assert "maml-2 (vmap)" in table and "eval tasks/s" in table
+
+
+def test_bench_isolates_each_phase_in_a_fresh_process(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", *TINY, "--methods", "protonet", "--phases", "eval",
+                 "--json", str(out)]) == 0  # fmt: skip
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["case"] == "protonet" and row["train_episodes_per_s"] is None
+    assert row["eval_tasks_per_s"] > 0
+
+
+def test_bench_refuses_a_selection_of_no_method(capsys):
+    assert main(["bench", *TINY, "--methods", "reptile"]) == 2
+    assert "selects no method" in capsys.readouterr().err
