@@ -118,3 +118,34 @@ def test_eval_policy_norm_is_the_running_statistics_formula():
     ) + torch.tensor([0.0, 1.0]).view(1, 2, 1, 1)
     torch.testing.assert_close(norm(x, groups=3), expected)
     torch.testing.assert_close(norm(x), expected)
+
+
+@pytest.mark.parametrize(
+    ("channels", "size", "groups", "n", "pool"),
+    [(1, 28, 3, 5, False), (1, 28, 2, 37, False), (3, 20, 2, 4, True), (3, 84, 1, 3, False)],
+)  # fmt: skip
+def test_inference_blocks_match_autograd_blocks(channels, size, groups, n, pool):
+    """The cache-friendly no-grad path (fused_block) computes the autograd path's function,
+    including channels whose BatchNorm weight is negative (max-pool then flips to min-pool),
+    odd spatial sizes and groups spanning several chunks."""
+    torch.manual_seed(0)
+    model = Conv4(channels, size, bn="transductive", pool=pool)
+    with torch.no_grad():
+        for norm in model.norms:
+            norm.weight.copy_(torch.randn_like(norm.weight))  # about half negative
+            norm.bias.copy_(torch.randn_like(norm.bias))
+    assert any((norm.weight < 0).any() for norm in model.norms)
+    x = torch.rand(groups, n, channels, size, size)
+    reference = model(x)  # autograd enabled: the plain conv -> BN -> pool -> ReLU blocks
+    with torch.no_grad():
+        fast = model(x)
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_inference_block_refuses_autograd():
+    from hypermaml.models.fused_block import conv_bn_pool_relu_inference
+
+    w = torch.randn(4, 1, 3, 3)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        conv_bn_pool_relu_inference(torch.rand(2, 1, 8, 8), w, torch.zeros(4), torch.ones(4),
+                                    torch.zeros(4), 1, 1e-5)  # fmt: skip

@@ -1,0 +1,76 @@
+"""Conv4's block for inference without autograd: conv -> transductive BatchNorm -> max-pool -> ReLU.
+
+On a CPU the block is bound by memory traffic, not arithmetic: at 28x28 the conv output of one
+task's 80 images is 16 MB, and the plain sequence writes it once and reads it three times
+(BatchNorm statistics, normalisation, max-pool). This block computes the same function while
+each small chunk of conv output is still in cache, so the full-resolution activations are
+never written to memory:
+
+1. BatchNorm with batch statistics is, per channel c, ``y -> s_c * y + t_c`` with
+   ``s_c = w_c / sigma_c``. For ``s_c >= 0`` it commutes with max-pooling. Channels with
+   ``w_c < 0`` are flipped by negating their conv filter and bias (then ``s_c = |w_c| / sigma_c``
+   on the flipped output), so every channel commutes: ``pool(BN(y)) = BN(pool(y'))``.
+2. Per image, the sum and the sum of squares of each channel are taken from the chunk in cache;
+   each group's mean and variance are combined from them in float64.
+3. The chunk is max-pooled; normalisation and ReLU then run on the 4x smaller pooled tensor.
+
+It matches the autograd path to float rounding (tests/test_models.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: images per chunk on the CPU: 16 x 64 x 28 x 28 floats (3.2 MB) stay in cache.
+CPU_CHUNK = 16
+
+
+def _max_pool2_nhwc(y: torch.Tensor, out: torch.Tensor) -> None:
+    """2x2 max-pool (stride 2, floor) of NHWC ``y`` [n, H, W, C] into NHWC ``out``."""
+    n, h, w, c = y.shape
+    ho, wo = h // 2, w // 2
+    v = y[:, : 2 * ho, : 2 * wo].reshape(n, ho, 2, wo, 2, c)
+    cols = torch.maximum(v[:, :, :, :, 0], v[:, :, :, :, 1])  # [n, ho, 2, wo, C]
+    torch.maximum(cols[:, :, 0], cols[:, :, 1], out=out)
+
+
+def conv_bn_pool_relu_inference(
+    h: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor,
+    bn_weight: torch.Tensor,
+    bn_bias: torch.Tensor,
+    groups: int,
+    eps: float,
+) -> torch.Tensor:
+    """``relu(max_pool2d(BN(conv(h)), 2))`` with per-group batch statistics, no autograd.
+
+    h: [G * n, C_in, H, W] (any memory format); conv_weight [C, C_in, 3, 3] (padding 1);
+    conv_bias, bn_weight, bn_bias: [C]. Groups are consecutive blocks of n images.
+    Returns [G * n, C, H // 2, W // 2] in channels_last.
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError("conv_bn_pool_relu_inference has no backward; call it under no_grad")
+    total, _, height, width = h.shape
+    channels = conv_weight.shape[0]
+    sign = torch.where(bn_weight < 0, -1.0, 1.0).to(conv_weight.dtype)
+    weight = conv_weight * sign[:, None, None, None]
+    bias = conv_bias * sign
+    h = h.contiguous(memory_format=torch.channels_last)
+    chunk = CPU_CHUNK if h.device.type == "cpu" else total
+    sums = h.new_empty(2, total, channels)
+    pooled = h.new_empty(total, height // 2, width // 2, channels)  # NHWC
+    for i in range(0, total, chunk):
+        y = F.conv2d(h[i : i + chunk], weight, bias, padding=1).permute(0, 2, 3, 1)  # NHWC
+        torch.sum(y, (1, 2), out=sums[0, i : i + chunk])
+        torch.sum(y * y, (1, 2), out=sums[1, i : i + chunk])
+        _max_pool2_nhwc(y, pooled[i : i + chunk])
+    count = total // groups * height * width  # values per channel in one group
+    moments = sums.double().view(2, groups, -1, channels).sum(2) / count
+    mean, var = moments[0], (moments[1] - moments[0] ** 2).clamp_min(0)  # [G, C]
+    scale = bn_weight.abs().double() * torch.rsqrt(var + eps)
+    shift = bn_bias.double() - mean * scale
+    out = pooled.view(groups, -1, channels)
+    out = torch.addcmul(shift[:, None].to(out.dtype), out, scale[:, None].to(out.dtype))
+    return F.relu_(out).view(total, height // 2, width // 2, channels).permute(0, 3, 1, 2)
