@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .conv_kernels import conv3x3
+
 #: images per chunk on the CPU: 16 x 64 x 28 x 28 floats (3.2 MB) stay in cache.
 CPU_CHUNK = 16
 
@@ -62,7 +64,7 @@ def conv_bn_pool_relu_inference(
     sums = h.new_empty(2, total, channels)
     pooled = h.new_empty(total, height // 2, width // 2, channels)  # NHWC
     for i in range(0, total, chunk):
-        y = F.conv2d(h[i : i + chunk], weight, bias, padding=1).permute(0, 2, 3, 1)  # NHWC
+        y = conv3x3(h[i : i + chunk], weight, bias).permute(0, 2, 3, 1)  # NHWC
         torch.sum(y, (1, 2), out=sums[0, i : i + chunk])
         torch.sum(y * y, (1, 2), out=sums[1, i : i + chunk])
         _max_pool2_nhwc(y, pooled[i : i + chunk])
