@@ -1,12 +1,13 @@
 """3x3 convolutions (stride 1, padding 1) with the fastest CPU kernel for each product.
 
-PyTorch picks one CPU kernel, oneDNN or its im2col + GEMM kernel, for a convolution's forward
-and backward together. For Conv4's shapes the fastest kernel differs per product: on the
-machines of docs/performance.md the GEMM kernel computes the 64 -> 64 forward at 14x14 and the
-1 -> 64 weight gradient at 28x28 about twice as fast as oneDNN, while oneDNN wins the 64 -> 64
-weight gradients and everything at 7x7 and below. ``conv3x3`` therefore runs its three products
-(output, input gradient, weight and bias gradient) separately, each with the kernel timed
-fastest for its shapes on first use (as ``torch.backends.cudnn.benchmark`` does on GPUs).
+PyTorch picks one CPU kernel for a convolution's forward and backward together: oneDNN when it
+is enabled, else NNPACK or its own im2col + GEMM kernel. For Conv4's shapes the fastest kernel
+differs per product: on the machine of docs/performance.md NNPACK computes the 64 -> 64 forward
+at 14x14 and the GEMM kernel the 1 -> 64 weight gradient at 28x28 about twice as fast as oneDNN,
+while oneDNN wins the 64 -> 64 weight gradients and everything at 7x7 and below. ``conv3x3``
+therefore runs its three products (output, input gradient, weight and bias gradient)
+separately, each with the kernel timed fastest for its shapes on first use (as
+``torch.backends.cudnn.benchmark`` does on GPUs).
 
 The backward is made of differentiable convolutions, so ``conv3x3`` can be differentiated to
 any order (second-order MAML). Off the CPU, and inside ``torch.func`` transforms, it is plain
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-#: the kernels tried for each product: True = oneDNN, False = im2col + GEMM
+#: the kernels tried for each product: True = oneDNN, False = PyTorch's own (NNPACK or GEMM)
 _KERNELS = (True, False)
 _choice: dict[tuple, bool] = {}
 #: None: autotune; True/False: always that kernel (tests, and to compare kernels)
@@ -41,8 +42,8 @@ def _kernel(onednn: bool) -> Iterator[None]:
 
 
 def _key(product: str, a: torch.Tensor, b: torch.Tensor) -> tuple:
-    cl = a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last)
-    return (product, tuple(a.shape), tuple(b.shape), cl, a.dtype, torch.get_num_threads())
+    layout = (tuple(a.stride()), tuple(b.stride()))
+    return (product, tuple(a.shape), tuple(b.shape), layout, a.dtype, torch.get_num_threads())
 
 
 def _run(product: str, a: torch.Tensor, b: torch.Tensor, fn: Callable[[], object]):
@@ -66,16 +67,23 @@ def _run(product: str, a: torch.Tensor, b: torch.Tensor, fn: Callable[[], object
         return fn()
 
 
-def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return _run("forward", x, weight, lambda: F.conv2d(x, weight, bias, padding=1))
+def _forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fmt: torch.memory_format
+) -> torch.Tensor:
+    """The convolution, returned in memory format ``fmt`` whichever kernel ran (NNPACK returns
+    NCHW for channels_last input, and pooling and BatchNorm are several times slower on NCHW)."""
+    return _run(
+        "forward", x, weight,
+        lambda: F.conv2d(x, weight, bias, padding=1).contiguous(memory_format=fmt),
+    )  # fmt: skip
 
 
 class _Conv3x3(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias):  # noqa: ANN001, ANN205
+    def forward(ctx, x, weight, bias, fmt):  # noqa: ANN001, ANN205
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return _forward(x, weight, bias)
+        ctx.has_bias, ctx.fmt = bias is not None, fmt
+        return _forward(x, weight, bias, fmt)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
@@ -85,7 +93,7 @@ class _Conv3x3(torch.autograd.Function):
             # the input gradient of a 3x3 'same' convolution is the convolution of the output
             # gradient with the filters transposed over channels and flipped in space
             flipped = weight.transpose(0, 1).flip(2, 3)
-            grad_x = conv3x3(grad, flipped, None)
+            grad_x = conv3x3(grad, flipped, None, ctx.fmt)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             bias_sizes = [weight.shape[0]] if ctx.has_bias else None
             mask = [False, True, ctx.has_bias and ctx.needs_input_grad[2]]
@@ -96,15 +104,21 @@ class _Conv3x3(torch.autograd.Function):
                 )
 
             _, grad_w, grad_b = _run("weight_grad", x, grad, weight_grad)
-        return grad_x, grad_w, grad_b
+        return grad_x, grad_w, grad_b, None
 
 
-def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias, padding=1)`` for x [n, C_in, H, W], weight [C, C_in, 3, 3]."""
+def conv3x3(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=1)`` for x [n, C_in, H, W], weight [C, C_in, 3, 3],
+    with the output (and the input gradient) in ``memory_format``."""
     if x.device.type != "cpu" or torch._C._functorch.is_functorch_wrapped_tensor(x):
         return F.conv2d(x, weight, bias, padding=1)
     if not torch.is_grad_enabled() or not (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     ):
-        return _forward(x, weight, bias)
-    return _Conv3x3.apply(x, weight, bias)
+        return _forward(x, weight, bias, memory_format)
+    return _Conv3x3.apply(x, weight, bias, memory_format)

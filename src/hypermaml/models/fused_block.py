@@ -64,7 +64,7 @@ def conv_bn_pool_relu_inference(
     sums = h.new_empty(2, total, channels)
     pooled = h.new_empty(total, height // 2, width // 2, channels)  # NHWC
     for i in range(0, total, chunk):
-        y = conv3x3(h[i : i + chunk], weight, bias).permute(0, 2, 3, 1)  # NHWC
+        y = conv3x3(h[i : i + chunk], weight, bias, torch.channels_last).permute(0, 2, 3, 1)  # NHWC
         torch.sum(y, (1, 2), out=sums[0, i : i + chunk])
         torch.sum(y * y, (1, 2), out=sums[1, i : i + chunk])
         _max_pool2_nhwc(y, pooled[i : i + chunk])
