@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from .conv_kernels import conv3x3
 
-#: images per chunk on the CPU: 16 x 64 x 28 x 28 floats (3.2 MB) stay in cache.
-CPU_CHUNK = 16
+#: bytes of conv output per chunk on the CPU (16 images of 64 x 28 x 28 floats): small enough to
+#: stay in cache, large enough that per-call overheads stay small.
+CPU_CHUNK_BYTES = 16 * 64 * 28 * 28 * 4
 
 
 def _max_pool2_nhwc(y: torch.Tensor, out: torch.Tensor) -> None:
@@ -60,7 +61,8 @@ def conv_bn_pool_relu_inference(
     weight = conv_weight * sign[:, None, None, None]
     bias = conv_bias * sign
     h = h.contiguous(memory_format=torch.channels_last)
-    chunk = CPU_CHUNK if h.device.type == "cpu" else total
+    image_bytes = channels * height * width * h.element_size()
+    chunk = max(1, CPU_CHUNK_BYTES // image_bytes) if h.device.type == "cpu" else total
     sums = h.new_empty(2, total, channels)
     pooled = h.new_empty(total, height // 2, width // 2, channels)  # NHWC
     for i in range(0, total, chunk):
