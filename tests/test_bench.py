@@ -29,6 +29,12 @@ def test_bench_times_every_method_and_writes_json(tmp_path, capsys):
     assert report["settings"]["n_way"] == 5 and report["environment"]["torch"]
     table = capsys.readouterr().out
     assert "maml-2 (vmap)" in table and "eval tasks/s" in table
+    rows = {row["case"]: row for row in report["rows"]}
+    ratio = report["ratios"]["eval time hypermaml / maml-1 (loop)"]
+    assert ratio == pytest.approx(rows["hypermaml"]["eval_seconds"]
+                                  / rows["maml-1 (loop)"]["eval_seconds"])  # fmt: skip
+    to_protonet = report["ratios"]["eval time hypermaml / protonet"]
+    assert f"eval time hypermaml / protonet: {to_protonet:.2f}" in table
 
 
 def test_bench_isolates_each_phase_in_a_fresh_process(tmp_path):

@@ -86,7 +86,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .experiments.speed import BenchSettings, default_cases, format_table, report, run_bench
+    from .experiments.speed import (
+        BenchSettings,
+        default_cases,
+        format_ratios,
+        format_table,
+        ratios,
+        report,
+        run_bench,
+    )
 
     settings = BenchSettings(
         dataset=args.dataset, n_way=args.n_way, n_shot=args.n_shot, n_query=args.n_query,
@@ -104,6 +112,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report(rows, settings), indent=2))
     print(f"\n{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads)")
+    if summary := format_ratios(ratios(rows)):
+        print(summary)
     return 0
 
 

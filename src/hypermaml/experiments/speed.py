@@ -208,6 +208,26 @@ def format_table(rows: list[BenchRow], header: bool = True) -> str:
     return "\n".join(lines)
 
 
+def ratios(rows: list[BenchRow], of: str = "hypermaml") -> dict[str, float]:
+    """Time of ``of`` over each other case's, per phase: below 1 means ``of`` is faster."""
+    by_case = {r.case: r for r in rows}
+    if of not in by_case:
+        return {}
+    base, out = by_case[of], {}
+    for r in rows:
+        if r is base:
+            continue
+        if base.eval_seconds and r.eval_seconds:
+            out[f"eval time {of} / {r.case}"] = base.eval_seconds / r.eval_seconds
+        if base.train_episodes_per_s and r.train_episodes_per_s:
+            out[f"train time {of} / {r.case}"] = r.train_episodes_per_s / base.train_episodes_per_s
+    return out
+
+
+def format_ratios(values: dict[str, float]) -> str:
+    return "\n".join(f"{name}: {value:.2f}" for name, value in values.items())
+
+
 def environment() -> dict:
     """What the numbers were measured on."""
     info = {
@@ -226,4 +246,5 @@ def report(rows: list[BenchRow], settings: BenchSettings) -> dict:
         "settings": asdict(settings),
         "environment": environment(),
         "rows": [asdict(r) for r in rows],
+        "ratios": ratios(rows),
     }
