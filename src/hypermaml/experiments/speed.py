@@ -15,7 +15,7 @@ import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -42,13 +42,9 @@ class BenchCase:
 
 
 @dataclass
-class BenchSettings:
-    dataset: str = "omniglot"
-    n_way: int = 5
-    n_shot: int = 1
-    n_query: int = 16
-    """Queries per class in training tasks."""
-    n_query_test: int = 15
+class BenchSettings(DataConfig):
+    """The tasks to time (DataConfig's fields) and how to time them."""
+
     meta_batch: int = 4
     train_episodes: int = 200
     """Timed training episodes per method (after ``warmup_steps`` untimed outer steps)."""
@@ -93,7 +89,7 @@ def default_cases(maml_steps: tuple[int, ...] = (1, 5), batching: str = "auto") 
 
 def _config(case: BenchCase, s: BenchSettings) -> ExperimentConfig:
     return ExperimentConfig(
-        data=DataConfig(s.dataset, s.n_way, s.n_shot, s.n_query, s.n_query_test),
+        data=DataConfig(**{f.name: getattr(s, f.name) for f in fields(DataConfig)}),
         method=case.method,
         train=TrainConfig(meta_batch=s.meta_batch, device=s.device),
     )

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv_kernels import conv3x3
+from .conv_kernels import conv3x3, is_functorch_wrapped
 from .fused_block import conv_bn_pool_relu_inference
 
 BNPolicy = Literal["transductive", "eval", "per_step"]
@@ -63,7 +63,7 @@ class GroupBatchNorm2d(nn.Module):
 
     def _normalize(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Batch-statistics BatchNorm of one group [n, C, H, W]."""
-        if _is_batched(x):
+        if is_functorch_wrapped(x):
             # Under torch.func.vmap, batch_norm's second derivative with respect to its affine
             # parameters came out wrong (torch 2.13); applying them outside is exact.
             y = F.batch_norm(x, None, None, None, None, True, 0.0, self.eps)
@@ -100,7 +100,7 @@ class Conv4(nn.Module):
         groups, n = x.shape[:2]
         h = x.reshape(groups * n, *x.shape[2:])
         transductive = self.norms[0].policy == "transductive"
-        if transductive and not torch.is_grad_enabled() and not _is_batched(h):
+        if transductive and not torch.is_grad_enabled() and not is_functorch_wrapped(h):
             for conv, norm in zip(self.convs, self.norms):
                 h = conv_bn_pool_relu_inference(
                     h, conv.weight, conv.bias, norm.weight[0], norm.bias[0], groups, norm.eps
@@ -112,18 +112,13 @@ class Conv4(nn.Module):
 
     def _blocks(self, h: torch.Tensor, groups: int, step: int) -> torch.Tensor:
         """The four blocks with autograd: [G * n, C_in, H, W] -> [G * n, width, h, w]."""
-        if not _is_batched(h):  # memory formats cannot be chosen inside torch.func.vmap
+        if not is_functorch_wrapped(h):  # memory formats cannot be chosen inside torch.func.vmap
             h = h.contiguous(memory_format=torch.channels_last)
         for conv, norm in zip(self.convs, self.norms):
             # max-pool before ReLU: the two commute, and ReLU then touches 4x fewer values
             h = conv3x3(h, conv.weight, conv.bias, torch.channels_last)
             h = F.relu(F.max_pool2d(norm(h, groups, step), 2))
         return h
-
-
-def _is_batched(x: torch.Tensor) -> bool:
-    """Whether ``x`` is seen through a torch.func transform (``vmap``, ``grad``)."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 def build_backbone(

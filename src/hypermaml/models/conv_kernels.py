@@ -110,6 +110,11 @@ class _Conv3x3(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
+def is_functorch_wrapped(x: torch.Tensor) -> bool:
+    """Whether ``x`` is seen through a torch.func transform (``vmap``, ``grad``)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
 def conv3x3(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -118,7 +123,7 @@ def conv3x3(
 ) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for x [n, C_in, H, W], weight [C, C_in, 3, 3],
     with the output (and the input gradient) in ``memory_format``."""
-    if x.device.type != "cpu" or torch._C._functorch.is_functorch_wrapped_tensor(x):
+    if x.device.type != "cpu" or is_functorch_wrapped(x):
         return F.conv2d(x, weight, bias, padding=1)
     if not torch.is_grad_enabled() or not (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
