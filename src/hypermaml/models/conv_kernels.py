@@ -3,11 +3,18 @@
 PyTorch picks one CPU kernel for a convolution's forward and backward together: oneDNN when it
 is enabled, else NNPACK or its own im2col + GEMM kernel. For Conv4's shapes the fastest kernel
 differs per product: on the machine of docs/performance.md NNPACK computes the 64 -> 64 forward
-at 14x14 and the GEMM kernel the 1 -> 64 weight gradient at 28x28 about twice as fast as oneDNN,
-while oneDNN wins the 64 -> 64 weight gradients and everything at 7x7 and below. ``conv3x3``
+and input gradient at 14x14 about 1.6x as fast as oneDNN, while oneDNN wins the 64 -> 64
+weight gradients and everything at 7x7 and below. ``conv3x3``
 therefore runs its three products (output, input gradient, weight and bias gradient)
 separately, each with the kernel timed fastest for its shapes on first use (as
 ``torch.backends.cudnn.benchmark`` does on GPUs).
+
+A convolution of a one-channel image (Conv4's first layer on grey images) takes another route:
+the nine shifted copies of the padded image are stacked as channels and a 1x1 convolution (a
+matrix product with the 9 x C filter matrix) maps them to the output, directly in channels_last.
+The 3x3 kernels treat a one-channel channels_last tensor as NCHW and return NCHW output, whose
+conversion alone cost more than the convolution; the 1x1 route's forward and weight gradient
+take about 40% of their time at 28x28.
 
 The backward is made of differentiable convolutions, so ``conv3x3`` can be differentiated to
 any order (second-order MAML). Off the CPU, and inside ``torch.func`` transforms, it is plain
@@ -115,6 +122,24 @@ def is_functorch_wrapped(x: torch.Tensor) -> bool:
     return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
+def shifted_copies(x: torch.Tensor) -> torch.Tensor:
+    """The 3x3 neighbourhoods of a one-channel image as channels: [n, 1, H, W] -> [n, 9, H, W]
+    (channels_last); channel ``3 * i + j`` is the zero-padded image shifted by (i - 1, j - 1)."""
+    _, _, height, width = x.shape
+    padded = F.pad(x[:, 0], (1, 1, 1, 1))
+    copies = [padded[:, i : i + height, j : j + width] for i in range(3) for j in range(3)]
+    return torch.stack(copies, -1).permute(0, 3, 1, 2)
+
+
+def _one_channel(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fmt: torch.memory_format
+) -> torch.Tensor:
+    """The 3x3 convolution of one-channel ``x`` as a 1x1 convolution of its shifted copies."""
+    with _kernel(True):  # oneDNN's 1x1 kernel: about 7x PyTorch's own here
+        y = F.conv2d(shifted_copies(x), weight.reshape(weight.shape[0], 9, 1, 1), bias)
+    return y.contiguous(memory_format=fmt)
+
+
 def conv3x3(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -125,6 +150,8 @@ def conv3x3(
     with the output (and the input gradient) in ``memory_format``."""
     if x.device.type != "cpu" or is_functorch_wrapped(x):
         return F.conv2d(x, weight, bias, padding=1)
+    if x.shape[1] == 1:
+        return _one_channel(x, weight, bias, memory_format)
     if not torch.is_grad_enabled() or not (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     ):

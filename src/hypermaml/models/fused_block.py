@@ -14,6 +14,9 @@ never written to memory:
    each group's mean and variance are combined from them in float64.
 3. The chunk is max-pooled; normalisation and ReLU then run on the 4x smaller pooled tensor.
 
+On one-channel (grey) input the first block does better still (``_one_channel_block``): the
+statistics are known before any conv output exists, so BatchNorm folds into the filters.
+
 It matches the autograd path to float rounding (tests/test_models.py).
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .conv_kernels import conv3x3
+from .conv_kernels import _kernel, conv3x3, shifted_copies
 
 #: bytes of conv output per chunk on the CPU (16 images of 64 x 28 x 28 floats): small enough to
 #: stay in cache, large enough that per-call overheads stay small.
@@ -55,6 +58,8 @@ def conv_bn_pool_relu_inference(
     """
     if torch.is_grad_enabled():
         raise RuntimeError("conv_bn_pool_relu_inference has no backward; call it under no_grad")
+    if h.shape[1] == 1:
+        return _one_channel_block(h, conv_weight, conv_bias, bn_weight, bn_bias, groups, eps)
     total, _, height, width = h.shape
     channels = conv_weight.shape[0]
     sign = torch.where(bn_weight < 0, -1.0, 1.0).to(conv_weight.dtype)
@@ -78,3 +83,46 @@ def conv_bn_pool_relu_inference(
     out = pooled.view(groups, -1, channels)
     out = torch.addcmul(shift[:, None].to(out.dtype), out, scale[:, None].to(out.dtype))
     return F.relu_(out).view(total, height // 2, width // 2, channels).permute(0, 3, 1, 2)
+
+
+def _one_channel_block(
+    h: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor,
+    bn_weight: torch.Tensor,
+    bn_bias: torch.Tensor,
+    groups: int,
+    eps: float,
+) -> torch.Tensor:
+    """The block on one-channel input, with BatchNorm folded into the filters.
+
+    Channel c of the conv output at a pixel is ``w_c . p + b_c``, with p the pixel's nine
+    neighbourhood values (``shifted_copies``). Over a group its mean is ``w_c . mu + b_c`` and its
+    variance ``w_c^T Sigma w_c``, where mu and Sigma are the mean and covariance of p over the
+    group's pixels (float64, from a 9 x 9 product). BatchNorm is then an affine map of each
+    filter, so each chunk runs conv -> max-pool -> ReLU in cache and nothing else touches the
+    full-resolution output. Shapes as ``conv_bn_pool_relu_inference``.
+    """
+    total, _, height, width = h.shape
+    channels, n = conv_weight.shape[0], total // groups
+    copies = shifted_copies(h)  # [G * n, 9, H, W], channels_last
+    w = conv_weight.reshape(channels, 9).double()
+    pooled = h.new_empty(total, height // 2, width // 2, channels)  # NHWC
+    chunk = max(1, CPU_CHUNK_BYTES // (channels * height * width * h.element_size()))
+    for g in range(groups):
+        start, stop = g * n, (g + 1) * n
+        p = copies[start:stop].permute(0, 2, 3, 1).reshape(-1, 9).double()  # [n * H * W, 9]
+        mu = p.mean(0)
+        sigma = p.T @ p / p.shape[0] - torch.outer(mu, mu)
+        mean = w @ mu + conv_bias.double()
+        var = ((w @ sigma) * w).sum(1).clamp_min(0)
+        scale = bn_weight.double() * torch.rsqrt(var + eps)
+        weight = (scale[:, None] * w).to(h.dtype).view(channels, 9, 1, 1)
+        bias = (bn_bias.double() + (conv_bias.double() - mean) * scale).to(h.dtype)
+        for i in range(start, stop, chunk):
+            j = min(i + chunk, stop)
+            with _kernel(True):
+                y = F.conv2d(copies[i:j], weight, bias).permute(0, 2, 3, 1)  # NHWC
+            _max_pool2_nhwc(y, pooled[i:j])
+            F.relu_(pooled[i:j])
+    return pooled.permute(0, 3, 1, 2)
