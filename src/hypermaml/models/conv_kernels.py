@@ -23,29 +23,64 @@ any order (second-order MAML). Off the CPU, and inside ``torch.func`` transforms
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-#: the kernels tried for each product: True = oneDNN, False = PyTorch's own (NNPACK or GEMM)
-_KERNELS = (True, False)
-_choice: dict[tuple, bool] = {}
-#: None: autotune; True/False: always that kernel (tests, and to compare kernels)
-forced_kernel: bool | None = None
+Kernel = Callable[..., torch.Tensor]
+_ONE = [1, 1]
 
 
-@contextmanager
-def _kernel(onednn: bool) -> Iterator[None]:
-    """Route CPU convolutions to oneDNN (True) or to the im2col + GEMM kernel (False)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = onednn
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
+def _onednn_forward(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, padding: int = 1
+) -> torch.Tensor:
+    return torch.mkldnn_convolution(x, w, b, [padding, padding], _ONE, _ONE, 1)
+
+
+def _nnpack_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return torch._nnpack_spatial_convolution(x.contiguous(), w, b, _ONE)
+
+
+def _gemm_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.aten._slow_conv2d_forward(x, w, [3, 3], b, _ONE, _ONE)
+
+
+def _default_weight_grad(grad, x, w, mask):  # noqa: ANN001, ANN202
+    bias_sizes = [w.shape[0]] if mask[2] else None
+    return torch.ops.aten.convolution_backward(
+        grad, x, w, bias_sizes, _ONE, _ONE, _ONE, False, [0, 0], 1, mask
+    )
+
+
+def _gemm_weight_grad(grad, x, w, mask):  # noqa: ANN001, ANN202
+    grad, x = grad.contiguous(), x.contiguous()  # an NCHW kernel; it refuses channels_last
+    return torch.ops.aten._slow_conv2d_backward.output_mask(grad, x, w, [3, 3], _ONE, _ONE, mask)
+
+
+def _available_kernels() -> dict[str, dict[str, Kernel]]:
+    """The float32 CPU kernels of each product, called directly (no global switch is touched,
+    so threads may run convolutions concurrently). ``convolution_backward`` is oneDNN's weight
+    gradient whenever oneDNN is enabled, as it is by default."""
+    forward: dict[str, Kernel] = {"gemm": _gemm_forward}
+    if torch.backends.mkldnn.is_available():
+        forward["onednn"] = _onednn_forward
+    if torch._nnpack_available():  # also initialises NNPACK, which its kernel needs
+        forward["nnpack"] = _nnpack_forward
+    return {
+        "forward": forward,
+        "weight_grad": {"onednn": _default_weight_grad, "gemm": _gemm_weight_grad},
+    }
+
+
+_KERNELS = _available_kernels()
+_choice: dict[tuple, str] = {}
+_tuning = threading.Lock()
+#: None: autotune; a kernel name ("onednn", "nnpack", "gemm"): that kernel wherever it exists
+#: (tests, and to compare kernels)
+forced_kernel: str | None = None
 
 
 def _key(product: str, a: torch.Tensor, b: torch.Tensor) -> tuple:
@@ -53,28 +88,38 @@ def _key(product: str, a: torch.Tensor, b: torch.Tensor) -> tuple:
     return (product, tuple(a.shape), tuple(b.shape), layout, a.dtype, torch.get_num_threads())
 
 
-def _run(product: str, a: torch.Tensor, b: torch.Tensor, fn: Callable[[], object]):
-    """Run ``fn`` under the kernel chosen for (product, shapes); time the kernels once first."""
+def _pick(product: str, a: torch.Tensor, b: torch.Tensor, run: Callable[[Kernel], object]) -> str:
+    """The kernel for (product, shapes), timed once on first use: each candidate is run once to
+    warm up and three times timed, and the fastest single run wins (the least disturbed one)."""
     if forced_kernel is not None:
-        with _kernel(forced_kernel):
-            return fn()
+        return forced_kernel
     key = _key(product, a, b)
     if key not in _choice:
-        with torch.no_grad():
+        with _tuning, torch.no_grad():  # one timing at a time, even with several threads
             times = {}
-            for kernel in _KERNELS:
-                with _kernel(kernel):
-                    fn()  # warm-up: primitive creation, first-touch of buffers
-                    runs = []
-                    for _ in range(3):
-                        start = time.perf_counter()
-                        fn()
-                        runs.append(time.perf_counter() - start)
-                # the fastest run: the least disturbed by other work on the machine
-                times[kernel] = min(runs)
-        _choice[key] = min(times, key=times.__getitem__)
-    with _kernel(_choice[key]):
-        return fn()
+            for name, kernel in _KERNELS[product].items():
+                run(kernel)
+                runs = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    run(kernel)
+                    runs.append(time.perf_counter() - start)
+                times[name] = min(runs)
+            _choice.setdefault(key, min(times, key=times.__getitem__))
+    return _choice[key]
+
+
+def _call(product: str, a: torch.Tensor, b: torch.Tensor, *args: object):  # noqa: ANN202
+    """Run ``product`` (``forward``: args x, w, b; ``weight_grad``: grad, x, w, mask) on the
+    chosen kernel; float32 only, other dtypes take PyTorch's own choice."""
+    kernels = _KERNELS[product]
+    if a.dtype != torch.float32:
+        name = None
+    else:
+        name = _pick(product, a, b, lambda kernel: kernel(*args))
+    if name not in kernels:
+        return F.conv2d(*args, padding=1) if product == "forward" else _default_weight_grad(*args)
+    return kernels[name](*args)
 
 
 def _forward(
@@ -82,10 +127,7 @@ def _forward(
 ) -> torch.Tensor:
     """The convolution, returned in memory format ``fmt`` whichever kernel ran (NNPACK returns
     NCHW for channels_last input, and pooling and BatchNorm are several times slower on NCHW)."""
-    return _run(
-        "forward", x, weight,
-        lambda: F.conv2d(x, weight, bias, padding=1).contiguous(memory_format=fmt),
-    )  # fmt: skip
+    return _call("forward", x, weight, x, weight, bias).contiguous(memory_format=fmt)
 
 
 class _Conv3x3(torch.autograd.Function):
@@ -105,15 +147,8 @@ class _Conv3x3(torch.autograd.Function):
             flipped = weight.transpose(0, 1).flip(2, 3)
             grad_x = conv3x3(grad, flipped, None, ctx.fmt)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            bias_sizes = [weight.shape[0]] if ctx.has_bias else None
             mask = [False, True, ctx.has_bias and ctx.needs_input_grad[2]]
-
-            def weight_grad():  # noqa: ANN202
-                return torch.ops.aten.convolution_backward(
-                    grad, x, weight, bias_sizes, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask
-                )
-
-            _, grad_w, grad_b = _run("weight_grad", x, grad, weight_grad)
+            _, grad_w, grad_b = _call("weight_grad", x, grad, grad, x, weight, mask)
         return grad_x, grad_w, grad_b, None
 
 
@@ -131,13 +166,15 @@ def shifted_copies(x: torch.Tensor) -> torch.Tensor:
     return torch.stack(copies, -1).permute(0, 3, 1, 2)
 
 
-def _one_channel(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fmt: torch.memory_format
+def one_channel_conv(
+    copies: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
-    """The 3x3 convolution of one-channel ``x`` as a 1x1 convolution of its shifted copies."""
-    with _kernel(True):  # oneDNN's 1x1 kernel: about 7x PyTorch's own here
-        y = F.conv2d(shifted_copies(x), weight.reshape(weight.shape[0], 9, 1, 1), bias)
-    return y.contiguous(memory_format=fmt)
+    """The 1x1 convolution of ``shifted_copies`` [n, 9, H, W] with filters [C, 9, 1, 1]: the 3x3
+    convolution of the one-channel image, [n, C, H, W] in channels_last."""
+    if copies.dtype == torch.float32 and "onednn" in _KERNELS["forward"]:
+        # oneDNN's 1x1 kernel: 7x PyTorch's own here
+        return _onednn_forward(copies, filters, bias, padding=0)
+    return F.conv2d(copies, filters, bias).contiguous(memory_format=torch.channels_last)
 
 
 def conv3x3(
@@ -151,7 +188,9 @@ def conv3x3(
     if x.device.type != "cpu" or is_functorch_wrapped(x):
         return F.conv2d(x, weight, bias, padding=1)
     if x.shape[1] == 1:
-        return _one_channel(x, weight, bias, memory_format)
+        filters = weight.reshape(weight.shape[0], 9, 1, 1)
+        y = one_channel_conv(shifted_copies(x), filters, bias)
+        return y.contiguous(memory_format=memory_format)
     if not torch.is_grad_enabled() or not (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     ):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .conv_kernels import _kernel, conv3x3, shifted_copies
+from .conv_kernels import conv3x3, one_channel_conv, shifted_copies
 
 #: bytes of conv output per chunk on the CPU (16 images of 64 x 28 x 28 floats): small enough to
 #: stay in cache, large enough that per-call overheads stay small.
@@ -121,8 +121,7 @@ def _one_channel_block(
         bias = (bn_bias.double() + (conv_bias.double() - mean) * scale).to(h.dtype)
         for i in range(start, stop, chunk):
             j = min(i + chunk, stop)
-            with _kernel(True):
-                y = F.conv2d(copies[i:j], weight, bias).permute(0, 2, 3, 1)  # NHWC
+            y = one_channel_conv(copies[i:j], weight, bias).permute(0, 2, 3, 1)  # NHWC
             _max_pool2_nhwc(y, pooled[i:j])
             F.relu_(pooled[i:j])
     return pooled.permute(0, 3, 1, 2)
