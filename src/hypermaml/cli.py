@@ -100,8 +100,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         dataset=args.dataset, n_way=args.n_way, n_shot=args.n_shot, n_query=args.n_query,
         meta_batch=args.meta_batch, train_episodes=args.train_episodes,
         eval_tasks=args.eval_tasks, eval_batch=args.eval_batch, device=args.device or "auto",
-        threads=args.threads, n_classes=args.n_classes, image_size=args.image_size,
-        phases=tuple(args.phases.split(",")),
+        threads=args.threads, task_parallel=not args.no_task_parallel, n_classes=args.n_classes,
+        image_size=args.image_size, phases=tuple(args.phases.split(",")),
     )  # fmt: skip
     steps = tuple(int(k) for k in args.maml_steps.split(",") if k)
     cases = [c for c in default_cases(steps, args.maml_batching) if _wanted(c.name, args.methods)]
@@ -111,7 +111,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report(rows, settings), indent=2))
-    print(f"\n{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads)")
+    workers = rows[0].extra.get("task_workers", 1)
+    print(f"\n{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads, "
+          f"{workers} task worker{'s' if workers > 1 else ''})")  # fmt: skip
     if summary := format_ratios(ratios(rows)):
         print(summary)
     return 0
@@ -174,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-batch", type=int, default=8, help="test tasks per forward")
     p.add_argument("--phases", default="train,eval", help="train, eval or both")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument(
+        "--no-task-parallel", action="store_true",
+        help="use the threads inside each operation instead of one task worker per thread",
+    )  # fmt: skip
     p.add_argument("--n-classes", type=int, help="classes of the synthetic split")
     p.add_argument("--image-size", type=int, help="image side (default: the dataset's)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")

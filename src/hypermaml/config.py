@@ -100,6 +100,8 @@ class TrainConfig:
     val_tasks: int = 200
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
+    """CPU worker threads, each running whole tasks on one core (default: PyTorch's count)."""
 
 
 @dataclass

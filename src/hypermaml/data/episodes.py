@@ -45,6 +45,13 @@ class TaskBatch:
     def n_tasks(self) -> int:
         return self.support_x.shape[0]
 
+    def split(self, parts: int) -> list[TaskBatch]:
+        """The tasks in at most ``parts`` consecutive batches of near-equal size."""
+        size = -(-self.n_tasks // max(1, parts))
+        tensors = (self.support_x, self.support_y, self.query_x, self.query_y)
+        chunks = zip(*(t.split(size) for t in tensors))
+        return [TaskBatch(*c, self.n_way, self.n_shot) for c in chunks]
+
 
 def check_episode_shape(data: ClassImages, n_way: int, n_shot: int, n_query: int) -> None:
     """Raise a DataError when ``data`` cannot provide N-way K-shot tasks with Q queries."""

@@ -53,6 +53,8 @@ class BenchSettings(DataConfig):
     warmup_steps: int = 3
     device: str = "auto"
     threads: int | None = None
+    task_parallel: bool = True
+    """Split tasks over ``threads`` single-threaded workers (else: intra-op threads only)."""
     n_classes: int | None = None
     """Classes of the synthetic split (default: the real split's)."""
     image_size: int | None = None
@@ -122,10 +124,9 @@ def _sync(device: torch.device) -> None:
 
 def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
     """Time one phase (``train`` or ``eval``) of one case, in the current process."""
-    from ..data import EpisodeSampler
-    from ..evaluation import evaluate
     from ..methods import build_method
-    from ..training.trainer import meta_step, pick_device
+    from ..parallel import TaskParallel
+    from ..training.trainer import pick_device
 
     if s.threads:
         torch.set_num_threads(s.threads)
@@ -137,26 +138,39 @@ def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     out: dict = {"threads": torch.get_num_threads(), "device": str(device)}
+    parallel = TaskParallel.for_device(device) if s.task_parallel else TaskParallel(1)
+    out["extra"] = {"task_workers": parallel.workers}
+    with parallel:
+        out.update(_timed_phase(method, data, s, phase, device, parallel))
+    return out
+
+
+def _timed_phase(method, data, s: BenchSettings, phase: str, device, parallel) -> dict:  # noqa: ANN001
+    """The timings of ``measure`` with the method built and the worker pool open."""
+    from ..data import EpisodeSampler
+    from ..evaluation import evaluate
+    from ..training.trainer import meta_step
+
+    out: dict = {}
     if phase == "train":
         method.train()
         optimizer = torch.optim.Adam(method.parameters(), lr=1e-4)
         sampler = EpisodeSampler(data, s.n_way, s.n_shot, s.n_query, seed=0)
         for _ in range(s.warmup_steps):
-            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device))
+            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel)
         steps = max(1, math.ceil(s.train_episodes / s.meta_batch))
         _sync(device)
         start = time.perf_counter()
         for _ in range(steps):  # sampling included: it is part of what training costs
-            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device))
+            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel)
         _sync(device)
         out["train_episodes_per_s"] = steps * s.meta_batch / (time.perf_counter() - start)
         out["train_peak_mb"] = _peak_mb(device)
     else:
         warm = min(s.eval_tasks, 2 * s.eval_batch)
-        evaluate(method, data, s.n_way, s.n_shot, s.n_query_test, warm, 1, s.eval_batch)
-        result = evaluate(
-            method, data, s.n_way, s.n_shot, s.n_query_test, s.eval_tasks, 0, s.eval_batch
-        )
+        args = (method, data, s.n_way, s.n_shot, s.n_query_test)
+        evaluate(*args, warm, 1, s.eval_batch, parallel)
+        result = evaluate(*args, s.eval_tasks, 0, s.eval_batch, parallel)
         out["eval_seconds"] = result.seconds_per_task * result.n_tasks
         out["eval_tasks_per_s"] = 1.0 / result.seconds_per_task
         out["eval_peak_mb"] = _peak_mb(device)

@@ -54,6 +54,11 @@ class Method(nn.Module, ABC):
         loss = F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
         return loss, logits
 
+    def tasks_are_independent(self) -> bool:
+        """Whether tasks may be run in separate calls (threads) with the result of one call:
+        true unless a module keeps running statistics, which every training call updates."""
+        return not any(name.endswith("running_mean") for name, _ in self.named_buffers())
+
     def check_n_way(self, n_way: int) -> None:
         if n_way != self.n_way:
             raise ValueError(

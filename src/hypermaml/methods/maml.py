@@ -2,8 +2,10 @@
 
 theta' = theta - alpha * grad_theta L_S(f_theta), repeated ``inner_steps`` times. The
 meta-gradient flows through the steps (second order) unless ``first_order``; ``adapt`` picks
-whether every parameter adapts or the linear head only. The network is called through
-``torch.func.functional_call``, so adapted parameters are plain tensors and no module is mutated.
+whether every parameter adapts or the linear head only. The network is called with the adapted
+parameters as arguments, so they are plain tensors and no module is mutated, not even for the
+duration of a call (``torch.func.functional_call`` swaps a module's parameters in place, which
+concurrent task threads would see).
 """
 
 from __future__ import annotations
@@ -29,11 +31,26 @@ class EncoderWithHead(nn.Module):
         self.head = nn.Linear(encoder.out_dim, n_way)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
-        """``step``: the inner-loop step, for the ``per_step`` BatchNorm policy."""
+    def forward(
+        self, x: torch.Tensor, step: int = 0, params: TaskParams | None = None
+    ) -> torch.Tensor:
+        """``step``: the inner-loop step, for the ``per_step`` BatchNorm policy; ``params``:
+        tensors in place of the parameters of the same names (``head.weight``, ...)."""
+        params = params or {}
+        prefix = "encoder."
+        inner = {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)}
         if isinstance(self.encoder, Conv4):
-            return self.head(self.encoder(x, step))
-        return self.head(self.encoder(x))
+            h = self.encoder(x, step, inner)
+        elif inner:  # an encoder without a params argument: swap its parameters for the call
+            h = functional_call(self.encoder, inner, (x,))
+        else:
+            h = self.encoder(x)
+        weight = params.get("head.weight", self.head.weight)
+        return F.linear(h, weight, params.get("head.bias", self.head.bias))
+
+    def calls_are_independent(self) -> bool:
+        """Whether concurrent calls with different ``params`` are safe (no parameter swap)."""
+        return isinstance(self.encoder, Conv4) or not any(True for _ in self.encoder.parameters())
 
 
 class MAML(Method):
@@ -51,6 +68,9 @@ class MAML(Method):
     def adapted_names(self) -> list[str]:
         names = [n for n, _ in self.net.named_parameters()]
         return names if self.cfg.adapt == "all" else [n for n in names if n.startswith("head.")]
+
+    def tasks_are_independent(self) -> bool:
+        return super().tasks_are_independent() and self.net.calls_are_independent()
 
     def batching(self, device: torch.device) -> str:
         """``loop`` or ``vmap``: the configured choice, or for ``auto`` the faster on ``device``."""
@@ -70,7 +90,7 @@ class MAML(Method):
             def support_loss(
                 adapted: TaskParams, step: int = step, params: TaskParams = params
             ) -> torch.Tensor:
-                logits = functional_call(self.net, {**params, **adapted}, (support_x[None], step))
+                logits = self.net(support_x[None], step, {**params, **adapted})
                 return F.cross_entropy(logits[0], support_y)
 
             grads = grad_fn(support_loss, {n: params[n] for n in names})
@@ -120,12 +140,12 @@ class MAML(Method):
         if self.batching(query_x.device) == "vmap":
 
             def task_logits(x: torch.Tensor, p: TaskParams) -> torch.Tensor:
-                return functional_call(self.net, p, (x[None], self.steps))[0]
+                return self.net(x[None], self.steps, p)[0]
 
             return torch.func.vmap(task_logits, randomness="same")(query_x, params)
         task_params = ({n: p[b] for n, p in params.items()} for b in range(query_x.shape[0]))
         logits = [
-            functional_call(self.net, p, (query_x[b : b + 1], self.steps))
+            self.net(query_x[b : b + 1], self.steps, p)
             for b, p in enumerate(task_params)
         ]
         return torch.cat(logits)

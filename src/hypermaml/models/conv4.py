@@ -18,6 +18,7 @@ BatchNorm policies (SPEC 3), recorded with every result:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -47,9 +48,19 @@ class GroupBatchNorm2d(nn.Module):
             self.register_buffer("running_mean", torch.zeros(sets, channels))
             self.register_buffer("running_var", torch.ones(sets, channels))
 
-    def forward(self, x: torch.Tensor, groups: int = 1, step: int = 0) -> torch.Tensor:
-        i = min(step, self.weight.shape[0] - 1)
-        weight, bias = self.weight[i], self.bias[i]
+    def forward(
+        self,
+        x: torch.Tensor,
+        groups: int = 1,
+        step: int = 0,
+        weight: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``weight``, ``bias``: [sets, C] tensors used in place of the module's own."""
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
+        i = min(step, weight.shape[0] - 1)
+        weight, bias = weight[i], bias[i]
         if self.policy != "transductive":
             return F.batch_norm(
                 x, self.running_mean[i], self.running_var[i], weight, bias,
@@ -96,28 +107,48 @@ class Conv4(nn.Module):
         self.pool = pool
         self.out_dim = width if pool else width * size * size
 
-    def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, step: int = 0, params: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """``params``: tensors used in place of the module's parameters of the same names
+        (``convs.0.weight``, ``norms.3.bias``, ...), such as MAML's adapted weights. The module
+        itself is left untouched, so threads may call it with different ``params`` at once."""
         groups, n = x.shape[:2]
         h = x.reshape(groups * n, *x.shape[2:])
+        layers = self._layers(params or {})
         transductive = self.norms[0].policy == "transductive"
         if transductive and not torch.is_grad_enabled() and not is_functorch_wrapped(h):
-            for conv, norm in zip(self.convs, self.norms):
+            for norm, (conv_w, conv_b, bn_w, bn_b) in zip(self.norms, layers):
                 h = conv_bn_pool_relu_inference(
-                    h, conv.weight, conv.bias, norm.weight[0], norm.bias[0], groups, norm.eps
+                    h, conv_w, conv_b, bn_w[0], bn_b[0], groups, norm.eps
                 )
         else:
-            h = self._blocks(h, groups, step)
+            h = self._blocks(h, groups, step, layers)
         h = h.mean(dim=(2, 3)) if self.pool else h.flatten(1)
         return h.reshape(groups, n, -1)
 
-    def _blocks(self, h: torch.Tensor, groups: int, step: int) -> torch.Tensor:
+    def _layers(self, params: Mapping[str, torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
+        """(conv weight, conv bias, BN weight, BN bias) of each block, ``params`` first."""
+        layers = []
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            layers.append((
+                params.get(f"convs.{i}.weight", conv.weight),
+                params.get(f"convs.{i}.bias", conv.bias),
+                params.get(f"norms.{i}.weight", norm.weight),
+                params.get(f"norms.{i}.bias", norm.bias),
+            ))  # fmt: skip
+        return layers
+
+    def _blocks(
+        self, h: torch.Tensor, groups: int, step: int, layers: list[tuple[torch.Tensor, ...]]
+    ) -> torch.Tensor:
         """The four blocks with autograd: [G * n, C_in, H, W] -> [G * n, width, h, w]."""
         if not is_functorch_wrapped(h):  # memory formats cannot be chosen inside torch.func.vmap
             h = h.contiguous(memory_format=torch.channels_last)
-        for conv, norm in zip(self.convs, self.norms):
+        for norm, (conv_w, conv_b, bn_w, bn_b) in zip(self.norms, layers):
             # max-pool before ReLU: the two commute, and ReLU then touches 4x fewer values
-            h = conv3x3(h, conv.weight, conv.bias, torch.channels_last)
-            h = F.relu(F.max_pool2d(norm(h, groups, step), 2))
+            h = conv3x3(h, conv_w, conv_b, torch.channels_last)
+            h = F.relu(F.max_pool2d(norm(h, groups, step, bn_w, bn_b), 2))
         return h
 
 

@@ -16,6 +16,7 @@ from ..config import ExperimentConfig
 from ..data import EpisodeSampler, TaskBatch, load_split
 from ..evaluation import evaluate
 from ..methods import Method, build_method
+from ..parallel import TaskParallel
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from .logs import MetricLog
 
@@ -37,9 +38,11 @@ def pick_device(name: str) -> torch.device:
 
 
 def _comparable(cfg: ExperimentConfig) -> dict:
-    """The config without the fields a resumed run may change (its length and device)."""
+    """The config without the fields a resumed run may change (its length and hardware)."""
     raw = cfg.to_dict()
-    raw["train"] = {k: v for k, v in raw["train"].items() if k not in ("epochs", "device")}
+    raw["train"] = {
+        k: v for k, v in raw["train"].items() if k not in ("epochs", "device", "threads")
+    }
     return raw
 
 
@@ -52,20 +55,47 @@ class TrainResult:
 
 
 def meta_step(
-    method: Method, optimizer: torch.optim.Optimizer, batch: TaskBatch
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    batch: TaskBatch,
+    parallel: TaskParallel | None = None,
 ) -> tuple[float, float]:
     """One outer step on a batch of tasks: (mean query loss, query accuracy in [0, 1]).
 
+    With a ``parallel`` pool of W > 1 workers (and a method whose tasks are independent), the
+    batch is split into W parts whose meta-gradients are computed concurrently and summed,
+    weighted by their share of the tasks: the serial step's gradient up to float rounding.
     A non-finite loss leaves the weights untouched; the caller decides what to do about it.
     """
-    loss, logits = method.meta_loss(batch)
-    value = loss.item()
+    workers = parallel.workers if parallel is not None else 1
+    if workers == 1 or batch.n_tasks == 1 or not method.tasks_are_independent():
+        loss, logits = method.meta_loss(batch)
+        value = loss.item()
+        if not math.isfinite(value):
+            return value, 0.0
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return value, (logits.argmax(-1) == batch.query_y).float().mean().item()
+
+    params = [p for p in method.parameters() if p.requires_grad]
+
+    def part_step(part: TaskBatch) -> tuple[float, float, tuple]:
+        share = part.n_tasks / batch.n_tasks
+        loss, logits = method.meta_loss(part)
+        grads = torch.autograd.grad(loss * share, params, allow_unused=True)
+        correct = (logits.argmax(-1) == part.query_y).float().mean().item()
+        return loss.item() * share, correct * share, grads
+
+    results = list(parallel.map(part_step, batch.split(workers)))
+    value = sum(r[0] for r in results)
     if not math.isfinite(value):
         return value, 0.0
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    for i, p in enumerate(params):
+        grads = [r[2][i] for r in results if r[2][i] is not None]
+        p.grad = torch.stack(grads).sum(0) if grads else None
     optimizer.step()
-    return value, (logits.argmax(-1) == batch.query_y).float().mean().item()
+    return value, sum(r[1] for r in results)
 
 
 def train(
@@ -135,53 +165,56 @@ def train(
         log.truncate_after(start_epoch)
 
     steps = max(1, tc.episodes_per_epoch // tc.meta_batch)
+    parallel = TaskParallel.for_device(device, tc.threads)
     started = time.perf_counter()
     epochs = range(start_epoch, tc.epochs)
     bar = tqdm(epochs, desc=f"{cfg.method.name} {dc.dataset}", disable=not progress, unit="epoch")
-    for epoch in bar:
-        method.train()
-        method.set_epoch(epoch)
-        total_loss, total_acc = 0.0, 0.0
-        for step in range(steps):
-            batch = sampler.sample(tc.meta_batch).to(device)
-            loss, accuracy = meta_step(method, optimizer, batch)
-            if not math.isfinite(loss):
-                raise TrainingError(
-                    f"the training loss became {loss} at epoch {epoch}, step {step}. "
-                    f"Lower train.lr (now {scheduler.get_last_lr()[0]:g}) and resume from the "
-                    f"last good checkpoint in {last} with --resume."
-                )
-            total_loss += loss
-            total_acc += accuracy
-        scheduler.step()
-        val = evaluate(
-            method, val_data, dc.n_way, dc.n_shot, dc.n_query_test, tc.val_tasks, seed=VAL_SEED
-        )
-        metrics = {
-            "train_loss": total_loss / steps,
-            "train_accuracy": 100.0 * total_acc / steps,
-            "val_accuracy": val.accuracy,
-            "val_ci95": val.ci95,
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": seconds_before + time.perf_counter() - started,
-        }
-        log.write(epoch, metrics)
-        if val.accuracy > best_acc:
-            best_acc, best_epoch = val.accuracy, epoch
-            save_checkpoint(run_dir / "best", method, cfg, image_shape, epoch, metrics)
-        train_state = {
-            "epoch": epoch,
-            "best_acc": best_acc,
-            "best_epoch": best_epoch,
-            "seconds": metrics["seconds"],
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "sampler": sampler.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
-        }
-        save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state)
-        bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{val.accuracy:.2f}")
+    with parallel:  # worker threads for the whole run, evaluation included
+        for epoch in bar:
+            method.train()
+            method.set_epoch(epoch)
+            total_loss, total_acc = 0.0, 0.0
+            for step in range(steps):
+                batch = sampler.sample(tc.meta_batch).to(device)
+                loss, accuracy = meta_step(method, optimizer, batch, parallel)
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"the training loss became {loss} at epoch {epoch}, step {step}. "
+                        f"Lower train.lr (now {scheduler.get_last_lr()[0]:g}) and resume from the "
+                        f"last good checkpoint in {last} with --resume."
+                    )
+                total_loss += loss
+                total_acc += accuracy
+            scheduler.step()
+            val = evaluate(
+                method, val_data, dc.n_way, dc.n_shot, dc.n_query_test, tc.val_tasks,
+                seed=VAL_SEED, parallel=parallel,
+            )  # fmt: skip
+            metrics = {
+                "train_loss": total_loss / steps,
+                "train_accuracy": 100.0 * total_acc / steps,
+                "val_accuracy": val.accuracy,
+                "val_ci95": val.ci95,
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": seconds_before + time.perf_counter() - started,
+            }
+            log.write(epoch, metrics)
+            if val.accuracy > best_acc:
+                best_acc, best_epoch = val.accuracy, epoch
+                save_checkpoint(run_dir / "best", method, cfg, image_shape, epoch, metrics)
+            train_state = {
+                "epoch": epoch,
+                "best_acc": best_acc,
+                "best_epoch": best_epoch,
+                "seconds": metrics["seconds"],
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "sampler": sampler.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(),
+                "python_rng": random.getstate(),
+            }
+            save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state)
+            bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{val.accuracy:.2f}")
     log.close()
     return TrainResult(best_acc, best_epoch, tc.epochs - start_epoch, time.perf_counter() - started)
