@@ -196,9 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
+    from .runtime import keep_freed_memory
     from .training import CheckpointError, TrainingError
 
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return args.func(args)
     except (ConfigError, DataError, CheckpointError, TrainingError, ValueError) as exc:

@@ -126,8 +126,10 @@ def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
     """Time one phase (``train`` or ``eval``) of one case, in the current process."""
     from ..methods import build_method
     from ..parallel import TaskParallel
+    from ..runtime import keep_freed_memory
     from ..training.trainer import pick_device
 
+    keep_freed_memory()  # as the command line does
     if s.threads:
         torch.set_num_threads(s.threads)
     device = pick_device(s.device)
