@@ -157,11 +157,14 @@ def is_functorch_wrapped(x: torch.Tensor) -> bool:
     return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
-def shifted_copies(x: torch.Tensor) -> torch.Tensor:
+def shifted_copies(x: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
     """The 3x3 neighbourhoods of a one-channel image as channels: [n, 1, H, W] -> [n, 9, H, W]
-    (channels_last); channel ``3 * i + j`` is the zero-padded image shifted by (i - 1, j - 1)."""
+    (channels_last); channel ``3 * i + j`` is the zero-padded image shifted by (i - 1, j - 1),
+    minus ``offsets`` [n] (one value per image, padding included) when given."""
     _, _, height, width = x.shape
     padded = F.pad(x[:, 0], (1, 1, 1, 1))
+    if offsets is not None:
+        padded = padded - offsets[:, None, None]
     copies = [padded[:, i : i + height, j : j + width] for i in range(3) for j in range(3)]
     return torch.stack(copies, -1).permute(0, 3, 1, 2)
 

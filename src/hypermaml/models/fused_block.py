@@ -99,29 +99,33 @@ def _one_channel_block(
     Channel c of the conv output at a pixel is ``w_c . p + b_c``, with p the pixel's nine
     neighbourhood values (``shifted_copies``). Over a group its mean is ``w_c . mu + b_c`` and its
     variance ``w_c^T Sigma w_c``, where mu and Sigma are the mean and covariance of p over the
-    group's pixels (float64, from a 9 x 9 product). BatchNorm is then an affine map of each
-    filter, so each chunk runs conv -> max-pool -> ReLU in cache and nothing else touches the
-    full-resolution output. Shapes as ``conv_bn_pool_relu_inference``.
+    group's pixels, so BatchNorm is an affine map of each filter: ``BN(conv(p)) =
+    (s * w) . (p - mu) + beta`` with ``s = gamma / sigma``. Each chunk then runs conv -> max-pool
+    -> ReLU in cache and nothing else touches the full-resolution output. The neighbourhoods are
+    taken of the image minus the group's mean pixel (which the formula does not see), so the
+    9 x 9 float32 product that gives Sigma does not lose digits to a large mean.
+    Shapes as ``conv_bn_pool_relu_inference``.
     """
     total, _, height, width = h.shape
     channels, n = conv_weight.shape[0], total // groups
-    copies = shifted_copies(h)  # [G * n, 9, H, W], channels_last
+    offsets = h.reshape(groups, -1).mean(1)  # [G]: each group's mean pixel
     w = conv_weight.reshape(channels, 9).double()
     pooled = h.new_empty(total, height // 2, width // 2, channels)  # NHWC
     chunk = max(1, CPU_CHUNK_BYTES // (channels * height * width * h.element_size()))
     for g in range(groups):
         start, stop = g * n, (g + 1) * n
-        p = copies[start:stop].permute(0, 2, 3, 1).reshape(-1, 9).double()  # [n * H * W, 9]
-        mu = p.mean(0)
-        sigma = p.T @ p / p.shape[0] - torch.outer(mu, mu)
-        mean = w @ mu + conv_bias.double()
+        copies = shifted_copies(h[start:stop], offsets[g].expand(n))  # [n, 9, H, W], NHWC
+        p = copies.permute(0, 2, 3, 1).reshape(-1, 9)  # [n * H * W, 9]
+        mu = p.mean(0).double()  # torch sums float32 pairwise: no digits lost over the pixels
+        sigma = (p.T @ p).double() / p.shape[0] - torch.outer(mu, mu)
         var = ((w @ sigma) * w).sum(1).clamp_min(0)
         scale = bn_weight.double() * torch.rsqrt(var + eps)
         weight = (scale[:, None] * w).to(h.dtype).view(channels, 9, 1, 1)
-        bias = (bn_bias.double() + (conv_bias.double() - mean) * scale).to(h.dtype)
+        bias = (bn_bias.double() - scale * (w @ mu)).to(h.dtype)
         for i in range(start, stop, chunk):
             j = min(i + chunk, stop)
-            y = one_channel_conv(copies[i:j], weight, bias).permute(0, 2, 3, 1)  # NHWC
+            y = one_channel_conv(copies[i - start : j - start], weight, bias)
+            y = y.permute(0, 2, 3, 1)  # NHWC
             _max_pool2_nhwc(y, pooled[i:j])
             F.relu_(pooled[i:j])
     return pooled.permute(0, 3, 1, 2)
