@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conv_kernels import conv3x3, is_functorch_wrapped
-from .fused_block import conv_bn_pool_relu_inference
+from .fused_block import conv_bn_pool_relu_inference, one_channel_block
 
 BNPolicy = Literal["transductive", "eval", "per_step"]
 
@@ -143,9 +143,14 @@ class Conv4(nn.Module):
         self, h: torch.Tensor, groups: int, step: int, layers: list[tuple[torch.Tensor, ...]]
     ) -> torch.Tensor:
         """The four blocks with autograd: [G * n, C_in, H, W] -> [G * n, width, h, w]."""
-        if not is_functorch_wrapped(h):  # memory formats cannot be chosen inside torch.func.vmap
+        plain = not is_functorch_wrapped(h)  # memory formats cannot be chosen inside vmap
+        if plain:
             h = h.contiguous(memory_format=torch.channels_last)
         for norm, (conv_w, conv_b, bn_w, bn_b) in zip(self.norms, layers):
+            if plain and h.shape[1] == 1 and norm.policy == "transductive":
+                # grey images: BatchNorm folded into the first filters (fused_block)
+                h = one_channel_block(h, conv_w, conv_b, bn_w[0], bn_b[0], groups, norm.eps)
+                continue
             # max-pool before ReLU: the two commute, and ReLU then touches 4x fewer values
             h = conv3x3(h, conv_w, conv_b, torch.channels_last)
             h = F.relu(F.max_pool2d(norm(h, groups, step, bn_w, bn_b), 2))

@@ -129,3 +129,37 @@ def _one_channel_block(
             _max_pool2_nhwc(y, pooled[i:j])
             F.relu_(pooled[i:j])
     return pooled.permute(0, 3, 1, 2)
+
+
+def one_channel_block(
+    h: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor,
+    bn_weight: torch.Tensor,
+    bn_bias: torch.Tensor,
+    groups: int,
+    eps: float,
+) -> torch.Tensor:
+    """The differentiable twin of ``_one_channel_block`` for training: the same folding of
+    BatchNorm into each group's filters, built from differentiable operations (so first and
+    second derivatives flow through the moments), with no full-resolution BatchNorm or
+    concatenation in the forward or backward pass. h [G * n, 1, H, W] -> [G * n, C, H/2, W/2]."""
+    total, _, height, width = h.shape
+    channels, n = conv_weight.shape[0], total // groups
+    w = conv_weight.reshape(channels, 9)
+    outputs = []
+    for g in range(groups):
+        x = h[g * n : (g + 1) * n]
+        with torch.no_grad():
+            offset = x.mean()  # any constant: the formula does not see it; it keeps digits
+        copies = shifted_copies(x, offset.expand(n))  # [n, 9, H, W], channels_last
+        p = copies.permute(0, 2, 3, 1).reshape(-1, 9)  # [n * H * W, 9]
+        mu = p.mean(0)
+        sigma = p.T @ p / p.shape[0] - torch.outer(mu, mu)
+        var = ((w @ sigma) * w).sum(1)
+        scale = bn_weight * torch.rsqrt(var + eps)
+        mean = w @ mu + conv_bias  # of the conv output, less the offset's contribution
+        bias = bn_bias + scale * (conv_bias - mean)
+        y = one_channel_conv(copies, (scale[:, None] * w).view(channels, 9, 1, 1), bias)
+        outputs.append(F.relu(F.max_pool2d(y, 2)))
+    return outputs[0] if groups == 1 else torch.cat(outputs)
