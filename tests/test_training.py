@@ -58,7 +58,11 @@ def test_resume_continues_exactly(data_root, tmp_path):
 
     split = tmp_path / "split"
     train(tiny_config(epochs=1), split, data_root, progress=False, tensorboard=False)
-    train(tiny_config(epochs=2), split, data_root, resume=True, progress=False, tensorboard=False)
+    second = train(
+        tiny_config(epochs=2), split, data_root, resume=True, progress=False, tensorboard=False
+    )
+    assert (second.epochs_run, second.total_epochs) == (1, 2)
+    assert second.total_seconds > second.seconds > 0
 
     a = safetensors.torch.load_file(str(straight / "last" / "model.safetensors"))
     b = safetensors.torch.load_file(str(split / "last" / "model.safetensors"))

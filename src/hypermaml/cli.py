@@ -40,10 +40,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(
         cfg, args.out, args.data_dir, resume=args.resume, progress=not args.quiet, init=args.init
     )
+    resumed = (
+        f" (the whole run: {result.total_epochs} epochs in {result.total_seconds:.0f} s)"
+        if result.total_epochs != result.epochs_run
+        else ""
+    )
     print(
         f"best validation accuracy {result.best_val_accuracy:.2f}% at epoch {result.best_epoch}; "
-        f"{result.epochs_run} epochs in {result.seconds:.0f} s; checkpoints in {args.out}/best "
-        f"and {args.out}/last"
+        f"{result.epochs_run} epochs in {result.seconds:.0f} s{resumed}; checkpoints in "
+        f"{args.out}/best and {args.out}/last"
     )
     return 0
 

@@ -51,7 +51,13 @@ class TrainResult:
     best_val_accuracy: float
     best_epoch: int
     epochs_run: int
+    """Epochs trained by this call (a resumed run counts only its new epochs)."""
     seconds: float
+    """Wall time of this call's epochs."""
+    total_epochs: int
+    """Epochs of the whole run, earlier sessions of a resumed run included."""
+    total_seconds: float
+    """Wall time of the whole run, earlier sessions included."""
 
 
 def meta_step(
@@ -217,4 +223,7 @@ def train(
             save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state)
             bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{val.accuracy:.2f}")
     log.close()
-    return TrainResult(best_acc, best_epoch, tc.epochs - start_epoch, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return TrainResult(
+        best_acc, best_epoch, tc.epochs - start_epoch, seconds, tc.epochs, seconds_before + seconds
+    )
