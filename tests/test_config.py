@@ -206,3 +206,14 @@ def test_round_trip_to_dict_from_dict(method):
     assert back == cfg and type(back.method) is type(method)
     # and through YAML text, as stored in a file
     assert ExperimentConfig.from_dict(yaml.safe_load(yaml.safe_dump(raw))) == cfg
+
+
+def test_set_method_name_switches_the_method_and_keeps_later_overrides():
+    path = Path(__file__).parents[1] / "configs/omniglot_5w1s_hypermaml.yaml"
+    cfg = load_config(path, ["method.name=maml", "method.inner_steps=3", "train.lr=0.01"])
+    assert isinstance(cfg.method, MAMLConfig)
+    assert cfg.method.inner_steps == 3
+    assert cfg.method.inner_lr == MAMLConfig().inner_lr  # MAML's default, not HyperMAML's fields
+    assert cfg.train.lr == 0.01 and cfg.data.dataset == "omniglot"
+    same = load_config(path, ["method.name=hypermaml"])
+    assert same.method.warmup_epochs == 10  # the same name keeps the file's fields

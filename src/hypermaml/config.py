@@ -189,7 +189,11 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings to a raw config mapping; values are parsed as YAML."""
+    """Apply ``key.sub=value`` strings to a raw config mapping; values are parsed as YAML.
+
+    ``method.name=OTHER`` switches the method: the method section restarts from OTHER's
+    defaults (the old method's fields would not fit it), and later ``method.*`` overrides
+    apply on top."""
     raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
     for item in overrides:
         if "=" not in item:
@@ -201,7 +205,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(text)
+        value = yaml.safe_load(text)
+        if parts == ["method", "name"] and raw["method"].get("name") != value:
+            node = raw["method"] = {}
+        node[parts[-1]] = value
     return raw
 
 
