@@ -174,7 +174,8 @@ def one_channel_conv(
 ) -> torch.Tensor:
     """The 1x1 convolution of ``shifted_copies`` [n, 9, H, W] with filters [C, 9, 1, 1]: the 3x3
     convolution of the one-channel image, [n, C, H, W] in channels_last."""
-    if copies.dtype == torch.float32 and "onednn" in _KERNELS["forward"]:
+    onednn = "onednn" in _KERNELS["forward"]
+    if copies.device.type == "cpu" and copies.dtype == torch.float32 and onednn:
         # oneDNN's 1x1 kernel: 7x PyTorch's own here
         return _onednn_forward(copies, filters, bias, padding=0)
     return F.conv2d(copies, filters, bias).contiguous(memory_format=torch.channels_last)

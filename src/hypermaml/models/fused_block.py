@@ -112,6 +112,7 @@ def _one_channel_block(
     w = conv_weight.reshape(channels, 9).double()
     pooled = h.new_empty(total, height // 2, width // 2, channels)  # NHWC
     chunk = max(1, CPU_CHUNK_BYTES // (channels * height * width * h.element_size()))
+    chunk = chunk if h.device.type == "cpu" else n
     for g in range(groups):
         start, stop = g * n, (g + 1) * n
         copies = shifted_copies(h[start:stop], offsets[g].expand(n))  # [n, 9, H, W], NHWC
