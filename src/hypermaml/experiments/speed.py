@@ -16,6 +16,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -28,6 +29,11 @@ from ..config import (
     ProtoNetConfig,
     TrainConfig,
 )
+
+if TYPE_CHECKING:
+    from ..data import ClassImages
+    from ..methods import Method
+    from ..parallel import TaskParallel
 
 SHAPES = {"omniglot": (4112, 20, 1, 28, 28), "cross_char": (1597, 20, 1, 28, 28)}
 """(classes, images per class, C, H, W) of each dataset's training split."""
@@ -147,7 +153,14 @@ def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
     return out
 
 
-def _timed_phase(method, data, s: BenchSettings, phase: str, device, parallel) -> dict:  # noqa: ANN001
+def _timed_phase(
+    method: Method,
+    data: ClassImages,
+    s: BenchSettings,
+    phase: str,
+    device: torch.device,
+    parallel: TaskParallel,
+) -> dict:
     """The timings of ``measure`` with the method built and the worker pool open."""
     from ..data import EpisodeSampler
     from ..evaluation import evaluate
