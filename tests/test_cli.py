@@ -100,3 +100,27 @@ def test_every_shipped_config_loads():
     assert len(configs) >= 15
     for path in configs:
         load_config(path)
+
+
+def test_analyze_updates_on_the_reference_checkpoints(data_root_path, tmp_path, capsys):
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints"
+    out = tmp_path / "updates.json"
+    code = main(
+        ["analyze", "updates", str(shipped / "omniglot_5w1s_hypermaml"),
+         str(shipped / "omniglot_5w1s_maml"), "--maml-steps", "1", "--tasks", "4",
+         "--json", str(out), "--data-dir", str(data_root_path)]
+    )  # fmt: skip
+    assert code == 0
+    hyper, maml = json.loads(out.read_text())
+    assert (hyper["method"], maml["method"], maml["maml_steps"]) == ("hypermaml", "maml", 1)
+    assert hyper["n_tasks"] == maml["n_tasks"] == 4
+    # the hypernetwork's update is an order of magnitude larger than one gradient step
+    assert hyper["weight_mean"] > 5 * maml["weight_mean"] > 0
+    assert "113.28" in capsys.readouterr().out  # the paper's figure beside ours
+
+
+def test_analyze_updates_refuses_protonet(trained_run, data_root_path, capsys):
+    code = main(["analyze", "updates", str(trained_run / "best"), "--tasks", "2",
+                 "--data-dir", str(data_root_path)])  # fmt: skip
+    assert code == 2
+    assert "no classifier" in capsys.readouterr().err

@@ -130,6 +130,51 @@ def _wanted(case: str, methods: str | None) -> bool:
     )
 
 
+def cmd_analyze_updates(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .data import load_split
+    from .experiments.updates import PAPER_TABLE3, update_norms
+    from .methods import MAML
+    from .training import load_checkpoint, pick_device
+
+    device = pick_device(args.device or "auto")
+    reports = []
+    print(f"{'checkpoint':<44} {'|delta weight|':>16} {'|delta bias|':>14}  paper (weight / bias)")
+    for path in args.checkpoints:
+        ckpt = load_checkpoint(path, device)
+        if args.maml_steps is not None and isinstance(ckpt.method, MAML):
+            ckpt.method.cfg = replace(ckpt.method.cfg, inner_steps_test=args.maml_steps)
+        dc = ckpt.config.data
+        data = load_split(dc.dataset, args.split, args.data_dir)
+        norms = update_norms(
+            ckpt.method, data, dc.n_way, dc.n_shot, dc.n_query_test, args.tasks, args.seed
+        )
+        name = ckpt.meta["method"]
+        paper = PAPER_TABLE3.get(name)
+        paper_text = "-"
+        if paper:
+            paper_text = f"{paper[0][0]} ± {paper[0][1]} / {paper[1][0]} ± {paper[1][1]}"
+        print(
+            f"{str(path):<44} {norms.weight_mean:>8.2f} ± {norms.weight_ci95:<5.2f} "
+            f"{norms.bias_mean:>6.2f} ± {norms.bias_ci95:<5.2f}  {paper_text}"
+        )
+        steps = None
+        if isinstance(ckpt.method, MAML):  # the steps adaptation took at test time
+            steps = ckpt.method.cfg.inner_steps_test or ckpt.method.cfg.inner_steps
+        reports.append({
+            **norms.summary(), "method": name, "maml_steps": steps, "checkpoint": str(ckpt.path),
+            "dataset": dc.dataset, "split": args.split, "n_way": dc.n_way, "n_shot": dc.n_shot,
+            "seed": args.seed,
+        })  # fmt: skip
+    print(f"({args.tasks} {args.split} tasks of seed {args.seed}; the paper's figures are for "
+          f"Omniglot -> EMNIST 5-way 1-shot, MAML with one step)")  # fmt: skip
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(reports, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .experiments.toy2d import run_demo
 
@@ -191,6 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="no fresh process per phase")
     p.add_argument("--json", help="write settings, machine and results as JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("analyze", help="analyses of trained checkpoints (the paper's tables)")
+    analyses = p.add_subparsers(dest="analysis", required=True)
+    p = analyses.add_parser(
+        "updates", help="norm of the classifier update per test task (the paper's Table 3)"
+    )
+    p.add_argument("checkpoints", nargs="+", help="HyperMAML or MAML checkpoint folders")
+    p.add_argument(
+        "--maml-steps", type=int, help="inner steps for MAML checkpoints (default: their own)"
+    )
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--tasks", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the results as JSON to this file")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_analyze_updates)
 
     p = sub.add_parser("demo", help="the 2-D toy of the paper's Figure 1: MAML vs HyperMAML")
     p.add_argument("--out", default="runs/demo", help="folder for the figure and the JSON")

@@ -48,6 +48,16 @@ class Method(nn.Module, ABC):
         self.check_n_way(batch.n_way)
         return self.predict(batch.query_x, self.adapt(batch.support_x, batch.support_y))
 
+    def classifier_update(
+        self, support_x: torch.Tensor, support_y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """How adaptation changes the linear classifier: (delta weight [B, N, D], delta bias
+        [B, N]). Methods without a universal classifier that adapts (ProtoNet) have none."""
+        raise ValueError(
+            f"{type(self).__name__} has no classifier that adaptation updates; the update "
+            f"magnitude applies to HyperMAML and MAML checkpoints"
+        )
+
     def meta_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean query cross-entropy over the tasks, query logits [B, N*Q, N])."""
         logits = self(batch)

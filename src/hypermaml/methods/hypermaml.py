@@ -113,3 +113,9 @@ class HyperMAML(Method):
     def predict(self, query_x: torch.Tensor, params: TaskParams) -> torch.Tensor:
         queries = self.encoder(query_x)  # [B, M, D]
         return torch.baddbmm(params["bias"][:, None], queries, params["weight"].transpose(1, 2))
+
+    def classifier_update(
+        self, support_x: torch.Tensor, support_y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        params = self.adapt(support_x, support_y)
+        return params["weight"] - self.classifier.weight, params["bias"] - self.classifier.bias

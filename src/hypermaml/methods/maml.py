@@ -149,3 +149,11 @@ class MAML(Method):
             for b, p in enumerate(task_params)
         ]
         return torch.cat(logits)
+
+    def classifier_update(
+        self, support_x: torch.Tensor, support_y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's change after the inner steps (with ``adapt: head`` or ``all`` alike)."""
+        params = self.adapt(support_x, support_y)
+        head = self.net.head
+        return params["head.weight"] - head.weight, params["head.bias"] - head.bias
