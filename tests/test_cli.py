@@ -124,3 +124,29 @@ def test_analyze_updates_refuses_protonet(trained_run, data_root_path, capsys):
                  "--data-dir", str(data_root_path)])  # fmt: skip
     assert code == 2
     assert "no classifier" in capsys.readouterr().err
+
+
+def test_bench_adapt_times_and_scores_every_step_count(data_root_path, tmp_path, capsys):
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints"
+    out, plot = tmp_path / "adapt.json", tmp_path / "adapt.png"
+    code = main(
+        ["bench", "adapt", "--maml", str(shipped / "omniglot_5w1s_maml"),
+         "--hypermaml", str(shipped / "omniglot_5w1s_hypermaml"), "--steps", "0,1",
+         "--tasks", "4", "--json", str(out), "--plot", str(plot),
+         "--data-dir", str(data_root_path)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    rows = [(r["method"], r["steps"]) for r in report["rows"]]
+    assert rows == [("maml", 0), ("maml", 1), ("hypermaml", None)]
+    for r in report["rows"]:
+        assert r["seconds"] > 0 and r["n_tasks"] == 4 and 0 <= r["accuracy"] <= 100
+    by_steps = {r["steps"]: r["accuracy"] for r in report["rows"]}
+    assert by_steps[1] > by_steps[0]  # one step adapts; zero steps are the universal weights
+    assert plot.stat().st_size > 0
+    assert "212.62" not in capsys.readouterr().out  # the paper's rows only for steps timed
+
+
+def test_bench_adapt_needs_a_checkpoint(capsys):
+    assert main(["bench", "adapt"]) == 2
+    assert "--maml" in capsys.readouterr().err

@@ -91,6 +91,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "adapt":
+        return _bench_adapt(args)
     from .experiments.speed import (
         BenchSettings,
         default_cases,
@@ -121,6 +123,52 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"{workers} task worker{'s' if workers > 1 else ''})")  # fmt: skip
     if summary := format_ratios(ratios(rows)):
         print(summary)
+    return 0
+
+
+def _bench_adapt(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import torch
+
+    from .data import load_split
+    from .experiments.adapt_time import adapt_benchmark, plot_adapt
+    from .experiments.speed import environment
+    from .training import load_checkpoint, pick_device
+
+    if not (args.maml or args.hypermaml):
+        raise ValueError("bench adapt needs --maml CHECKPOINT and/or --hypermaml CHECKPOINT")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device or "auto")
+    models, data_cfg = {}, None
+    for name, path in (("maml", args.maml), ("hypermaml", args.hypermaml)):
+        if path:
+            ckpt = load_checkpoint(path, device, expect_method=name)
+            models[name] = ckpt.method
+            if data_cfg is not None and (data_cfg.dataset, data_cfg.n_way, data_cfg.n_shot) != (
+                ckpt.config.data.dataset, ckpt.config.data.n_way, ckpt.config.data.n_shot
+            ):
+                raise ValueError("--maml and --hypermaml were trained on different task settings")
+            data_cfg = ckpt.config.data
+    data = load_split(data_cfg.dataset, args.split, args.data_dir)
+    steps = tuple(int(k) for k in args.steps.split(",") if k)
+    rows = adapt_benchmark(
+        models.get("maml"), models.get("hypermaml"), data, data_cfg.n_way, data_cfg.n_shot,
+        data_cfg.n_query_test, steps, args.tasks, args.seed, args.repeats,
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    print(f"({args.tasks} {data_cfg.dataset} {args.split} tasks of seed {args.seed}, {device}, "
+          f"{threads} threads; the paper: Omniglot -> EMNIST, RTX 2080)")  # fmt: skip
+    if args.plot:
+        plot_adapt(rows, args.plot, f"{data_cfg.dataset} {data_cfg.n_way}-way "
+                   f"{data_cfg.n_shot}-shot, {args.tasks} tasks, {device}")  # fmt: skip
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        report = {"rows": [asdict(r) for r in rows], "environment": environment(),
+                  "dataset": data_cfg.dataset, "split": args.split, "seed": args.seed,
+                  "maml": args.maml, "hypermaml": args.hypermaml}  # fmt: skip
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 
@@ -212,7 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("bench", help="training and test speed of every method, peak memory")
+    p = sub.add_parser(
+        "bench",
+        help="speed: training and test speed of every method, peak memory; adapt: MAML with "
+        "k steps against HyperMAML, seconds and accuracy on the same test tasks (Table 4)",
+    )
+    p.add_argument("what", nargs="?", default="speed", choices=["speed", "adapt"])
     p.add_argument("--methods", help="comma list of hypermaml, maml, maml-K, protonet (all)")
     p.add_argument("--maml-steps", default="1,5", help="MAML inner steps to time (1,5)")
     p.add_argument("--maml-batching", default="auto", choices=["auto", "loop", "vmap", "both"])
@@ -234,6 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="image side (default: the dataset's)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
     p.add_argument("--in-process", action="store_true", help="no fresh process per phase")
+    adapt = p.add_argument_group("bench adapt (trained checkpoints, real test tasks)")
+    adapt.add_argument("--maml", help="MAML checkpoint folder")
+    adapt.add_argument("--hypermaml", help="HyperMAML checkpoint folder")
+    adapt.add_argument("--steps", default="0,1,2,3,4,5,10,25,50,100", help="MAML's test steps")
+    adapt.add_argument("--tasks", type=int, default=600)
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--split", default="test", choices=["train", "val", "test"])
+    adapt.add_argument("--repeats", type=int, default=1, help="timed runs per row")
+    adapt.add_argument("--plot", help="draw accuracy against time into this image file")
+    adapt.add_argument(
+        "--data-dir",
+        help="folder with the data files (default: $HYPERMAML_DATA, else ~/.cache/hypermaml)",
+    )
     p.add_argument("--json", help="write settings, machine and results as JSON")
     p.set_defaults(func=cmd_bench)
 
