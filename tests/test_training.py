@@ -76,6 +76,19 @@ def test_resume_continues_exactly(data_root, tmp_path):
     assert seconds[1] > seconds[0], "wall time must accumulate across resumed sessions"
 
 
+def test_validation_every_n_epochs_and_after_the_last(data_root, tmp_path):
+    cfg = tiny_config(epochs=5, val_every=2, episodes_per_epoch=4)
+    result = train(cfg, tmp_path / "run", data_root, progress=False, tensorboard=False)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    validated = [r.split(",")[0] for r in rows[1:] if r.split(",")[header.index("val_accuracy")]]
+    assert validated == ["1", "3", "4"]
+    assert result.best_epoch in (1, 3, 4)
+    assert load_checkpoint(tmp_path / "run" / "best").meta["epoch"] == result.best_epoch
+    last = json.loads((tmp_path / "run" / "last" / "checkpoint.json").read_text())
+    assert last["epoch"] == 4
+
+
 def test_existing_run_is_not_overwritten(data_root, tmp_path):
     train(tiny_config(epochs=1), tmp_path / "run", data_root, progress=False, tensorboard=False)
     with pytest.raises(TrainingError, match="--resume"):

@@ -98,6 +98,8 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.3
     val_tasks: int = 200
+    val_every: int = 1
+    """Validate (and consider a new ``best``) every this many epochs, and after the last one."""
     seed: int = 0
     device: str = "auto"
     threads: int | None = None

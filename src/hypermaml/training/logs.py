@@ -6,6 +6,10 @@ import csv
 from pathlib import Path
 
 
+FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "val_ci95", "lr", "seconds")
+"""CSV columns; the validation ones are empty in epochs without validation."""
+
+
 class MetricLog:
     """Appends one row per epoch to ``RUN/metrics.csv`` and TensorBoard scalars to ``RUN/tb``."""
 
@@ -34,7 +38,7 @@ class MetricLog:
         row = {"epoch": epoch, **metrics}
         new = not self.csv_path.is_file()
         with open(self.csv_path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
+            writer = csv.DictWriter(fh, fieldnames=FIELDS, restval="")
             if new:
                 writer.writeheader()
             writer.writerow(row)

@@ -38,10 +38,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def _comparable(cfg: ExperimentConfig) -> dict:
-    """The config without the fields a resumed run may change (its length and hardware)."""
+    """The config without the fields a resumed run may change (length, hardware, validation rate)."""
     raw = cfg.to_dict()
     raw["train"] = {
-        k: v for k, v in raw["train"].items() if k not in ("epochs", "device", "threads")
+        k: v for k, v in raw["train"].items() if k not in ("epochs", "device", "threads", "val_every")
     }
     return raw
 
@@ -192,21 +192,21 @@ def train(
                 total_loss += loss
                 total_acc += accuracy
             scheduler.step()
-            val = evaluate(
-                method, val_data, dc.n_way, dc.n_shot, dc.n_query_test, tc.val_tasks,
-                seed=VAL_SEED, parallel=parallel,
-            )  # fmt: skip
             metrics = {
                 "train_loss": total_loss / steps,
                 "train_accuracy": 100.0 * total_acc / steps,
-                "val_accuracy": val.accuracy,
-                "val_ci95": val.ci95,
                 "lr": scheduler.get_last_lr()[0],
-                "seconds": seconds_before + time.perf_counter() - started,
             }
+            if (epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs:
+                val = evaluate(
+                    method, val_data, dc.n_way, dc.n_shot, dc.n_query_test, tc.val_tasks,
+                    seed=VAL_SEED, parallel=parallel,
+                )  # fmt: skip
+                metrics["val_accuracy"], metrics["val_ci95"] = val.accuracy, val.ci95
+            metrics["seconds"] = seconds_before + time.perf_counter() - started
             log.write(epoch, metrics)
-            if val.accuracy > best_acc:
-                best_acc, best_epoch = val.accuracy, epoch
+            if metrics.get("val_accuracy", -math.inf) > best_acc:
+                best_acc, best_epoch = metrics["val_accuracy"], epoch
                 save_checkpoint(run_dir / "best", method, cfg, image_shape, epoch, metrics)
             train_state = {
                 "epoch": epoch,
@@ -221,7 +221,7 @@ def train(
                 "python_rng": random.getstate(),
             }
             save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state)
-            bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{val.accuracy:.2f}")
+            bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", best_val=f"{best_acc:.2f}")
     log.close()
     seconds = time.perf_counter() - started
     return TrainResult(
