@@ -10,9 +10,7 @@ import torch
 
 from hypermaml.data import ClassImages
 
-SKIP_REASON = (
-    "real data not found: set HYPERMAML_DATA to the folder holding omniglot/ and emnist/"
-)
+SKIP_REASON = "real data not found: set HYPERMAML_DATA to the folder holding omniglot/ and emnist/"
 
 
 def _real_data_root() -> Path | None:

@@ -39,8 +39,9 @@ def make_config(method, bn="transductive") -> ExperimentConfig:
 CONFIGS = {
     "protonet": lambda: make_config(ProtoNetConfig()),
     "maml": lambda: make_config(MAMLConfig(inner_steps=1, inner_lr=0.1), bn="eval"),
-    "hypermaml": lambda: make_config(HyperMAMLConfig(hn_width=16, warmup_epochs=0,
-                                                     switch_epochs=0)),  # fmt: skip
+    "hypermaml": lambda: make_config(
+        HyperMAMLConfig(hn_width=16, warmup_epochs=0, switch_epochs=0)
+    ),  # fmt: skip
 }
 
 

@@ -124,12 +124,18 @@ def test_type_errors_name_the_key_and_what_is_expected(override, key, expected):
 
 def test_optional_int_accepts_null_and_int_but_not_text():
     base = {"method": {"name": "maml"}}
-    assert ExperimentConfig.from_dict(
-        apply_overrides(base, ["method.inner_steps_test=null"])
-    ).method.inner_steps_test is None
-    assert ExperimentConfig.from_dict(
-        apply_overrides(base, ["method.inner_steps_test=10"])
-    ).method.inner_steps_test == 10
+    assert (
+        ExperimentConfig.from_dict(
+            apply_overrides(base, ["method.inner_steps_test=null"])
+        ).method.inner_steps_test
+        is None
+    )
+    assert (
+        ExperimentConfig.from_dict(
+            apply_overrides(base, ["method.inner_steps_test=10"])
+        ).method.inner_steps_test
+        == 10
+    )
     assert ExperimentConfig.from_dict(base).method.inner_steps_test is None
     with pytest.raises(ConfigError, match="method.inner_steps_test"):
         ExperimentConfig.from_dict(apply_overrides(base, ["method.inner_steps_test=many"]))
@@ -190,10 +196,18 @@ def test_method_default_is_hypermaml():
     "method",
     [
         ProtoNetConfig(),
-        MAMLConfig(inner_steps=3, inner_lr=0.1, inner_steps_test=10, first_order=True,
-                   adapt="head"),
-        HyperMAMLConfig(hn_depth=2, hn_width=64, enhancement=False, warmup_epochs=0,
-                        switch_epochs=7, warmup_inner_lr=0.2, warmup_inner_steps=2),
+        MAMLConfig(
+            inner_steps=3, inner_lr=0.1, inner_steps_test=10, first_order=True, adapt="head"
+        ),
+        HyperMAMLConfig(
+            hn_depth=2,
+            hn_width=64,
+            enhancement=False,
+            warmup_epochs=0,
+            switch_epochs=7,
+            warmup_inner_lr=0.2,
+            warmup_inner_steps=2,
+        ),
     ],
 )
 def test_round_trip_to_dict_from_dict(method):

@@ -81,9 +81,7 @@ def test_omniglot_vinyals_splits(omniglot_splits):
         "val": (688, 20, 1, 28, 28),
         "test": (1692, 20, 1, 28, 28),
     }
-    chars = {
-        s: {n.rsplit("/", 1)[0] for n in d.class_names} for s, d in omniglot_splits.items()
-    }
+    chars = {s: {n.rsplit("/", 1)[0] for n in d.class_names} for s, d in omniglot_splits.items()}
     assert [len(chars[s]) for s in ("train", "val", "test")] == [1028, 172, 423]
     assert not (chars["train"] & chars["val"] or chars["train"] & chars["test"]
                 or chars["val"] & chars["test"])  # fmt: skip

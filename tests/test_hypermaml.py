@@ -107,8 +107,10 @@ def test_hypernetwork_shape_with_and_without_enhancement():
     batch = make_batch((D,), k=2)
     assert with_e.hypernet_input(batch.support_x, batch.support_y).shape == (2, N, D + 2 * N)
     assert without.hypernet_input(batch.support_x, batch.support_y).shape == (2, N, D)
-    assert torch.equal(with_e.classifier.bias.new_zeros(N),
-                       HyperMAML(IdentityEncoder(D), N, config()).classifier.bias.double())
+    assert torch.equal(
+        with_e.classifier.bias.new_zeros(N),
+        HyperMAML(IdentityEncoder(D), N, config()).classifier.bias.double(),
+    )
 
 
 @pytest.mark.parametrize("enhancement", [True, False])

@@ -40,7 +40,7 @@ def test_logits_are_negative_squared_distances():
     params = model.adapt(batch.support_x, batch.support_y)
     logits = model.predict(batch.query_x, params)
     assert logits.shape == (2, 15, 3)
-    expected = -torch.cdist(batch.query_x, params["prototypes"]) ** 2
+    expected = -(torch.cdist(batch.query_x, params["prototypes"]) ** 2)
     torch.testing.assert_close(logits, expected, rtol=1e-9, atol=1e-9)
     assert (logits <= 1e-12).all()
 
@@ -53,8 +53,12 @@ def test_query_equal_to_a_prototype_is_classified_as_its_class():
     queries = protos[:, order].clone().requires_grad_()
     logits = model.predict(queries, {"prototypes": protos})
     assert (logits.argmax(-1) == order).all()
-    torch.testing.assert_close(logits.gather(-1, order.expand(2, -1)[..., None]).squeeze(-1),
-                               torch.zeros(2, 4, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        logits.gather(-1, order.expand(2, -1)[..., None]).squeeze(-1),
+        torch.zeros(2, 4, dtype=torch.float64),
+        atol=1e-12,
+        rtol=0,
+    )
     logits.sum().backward()  # a finite gradient at distance 0
     assert torch.isfinite(queries.grad).all()
 

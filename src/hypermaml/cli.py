@@ -147,7 +147,9 @@ def _bench_adapt(args: argparse.Namespace) -> int:
             ckpt = load_checkpoint(path, device, expect_method=name)
             models[name] = ckpt.method
             if data_cfg is not None and (data_cfg.dataset, data_cfg.n_way, data_cfg.n_shot) != (
-                ckpt.config.data.dataset, ckpt.config.data.n_way, ckpt.config.data.n_shot
+                ckpt.config.data.dataset,
+                ckpt.config.data.n_way,
+                ckpt.config.data.n_shot,
             ):
                 raise ValueError("--maml and --hypermaml were trained on different task settings")
             data_cfg = ckpt.config.data
@@ -173,8 +175,10 @@ def _bench_adapt(args: argparse.Namespace) -> int:
 
 
 def _wanted(case: str, methods: str | None) -> bool:
-    return methods is None or case.split(" ")[0] in methods.split(",") or (
-        case.split("-")[0] in methods.split(",")
+    return (
+        methods is None
+        or case.split(" ")[0] in methods.split(",")
+        or (case.split("-")[0] in methods.split(","))
     )
 
 

@@ -83,8 +83,9 @@ DEFAULT_GEOMETRY = ToyGeometry()
 METHOD_SPECS = (
     MethodSpec("MAML-1", inner_steps=1, inner_lr=0.25, lr=1e-2, iterations=1500, tasks_per_batch=4),
     MethodSpec("MAML-5", inner_steps=5, inner_lr=0.25, lr=1e-2, iterations=1500, tasks_per_batch=4),
-    MethodSpec("HyperMAML", inner_steps=0, inner_lr=0.0, lr=1e-2, iterations=2000,
-               tasks_per_batch=32),
+    MethodSpec(
+        "HyperMAML", inner_steps=0, inner_lr=0.0, lr=1e-2, iterations=2000, tasks_per_batch=32
+    ),
 )
 
 
@@ -103,7 +104,9 @@ def ellipse_params(geometry: ToyGeometry = DEFAULT_GEOMETRY) -> tuple[torch.Tens
 
 
 def sample_ellipses(
-    ellipse_ids: torch.Tensor, n: int, generator: torch.Generator,
+    ellipse_ids: torch.Tensor,
+    n: int,
+    generator: torch.Generator,
     geometry: ToyGeometry = DEFAULT_GEOMETRY,
 ) -> torch.Tensor:
     """``n`` points of each ellipse: ellipse_ids long [*S] -> points float [*S, n, 2]."""
@@ -113,7 +116,10 @@ def sample_ellipses(
 
 
 def sample_tasks(
-    task_ids: Sequence[int], n_shot: int, n_query: int, generator: torch.Generator,
+    task_ids: Sequence[int],
+    n_shot: int,
+    n_query: int,
+    generator: torch.Generator,
     geometry: ToyGeometry = DEFAULT_GEOMETRY,
 ) -> TaskBatch:
     """B = len(task_ids) tasks: support_x [B, 2K, 2], query_x [B, 2Q, 2], labels class-major."""
@@ -142,7 +148,9 @@ def build_method(spec: MethodSpec) -> Method:
 
 
 def train_method(
-    spec: MethodSpec, seed: int = 0, iterations: int | None = None,
+    spec: MethodSpec,
+    seed: int = 0,
+    iterations: int | None = None,
     geometry: ToyGeometry = DEFAULT_GEOMETRY,
 ) -> tuple[Method, list[float]]:
     """Build (seeded) and meta-train one method; returns it with its per-iteration losses."""
@@ -247,16 +255,21 @@ def run_demo(out_dir: Path, seed: int = 0, iterations: int | None = None) -> dic
         "accuracy": accuracy,
         "shown_episode_accuracy": {m: dict(zip(names, a)) for m, a in shown.items()},
         "seed": seed,
-        "iterations": {s.name: s.iterations if iterations is None else iterations
-                       for s in METHOD_SPECS},
+        "iterations": {
+            s.name: s.iterations if iterations is None else iterations for s in METHOD_SPECS
+        },
         "methods": [asdict(s) for s in METHOD_SPECS],
         "geometry": asdict(DEFAULT_GEOMETRY),
-        "n_shot": N_SHOT, "eval_query": EVAL_QUERY, "eval_episodes": EVAL_EPISODES,
+        "n_shot": N_SHOT,
+        "eval_query": EVAL_QUERY,
+        "eval_episodes": EVAL_EPISODES,
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out_dir / "toy2d_accuracy.json").write_text(json.dumps(report, indent=2))
     print(f"2-D toy, query accuracy (mean of {EVAL_EPISODES} episodes per task, seed {seed}):")
     print(format_table(accuracy))
-    print(f"trained and evaluated in {train_seconds:.1f} s; wrote {out_dir / 'toy2d.png'} and "
-          f"{out_dir / 'toy2d_accuracy.json'}")
+    print(
+        f"trained and evaluated in {train_seconds:.1f} s; wrote {out_dir / 'toy2d.png'} and "
+        f"{out_dir / 'toy2d_accuracy.json'}"
+    )
     return accuracy

@@ -47,8 +47,13 @@ def _draw_dataset(ax: plt.Axes, dataset: torch.Tensor, ellipse_names: list[str])
 
 
 def _draw_task(
-    ax: plt.Axes, batch: TaskBatch, task: int, w: torch.Tensor, b: torch.Tensor,
-    w0: torch.Tensor, title: str,
+    ax: plt.Axes,
+    batch: TaskBatch,
+    task: int,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    w0: torch.Tensor,
+    title: str,
 ) -> None:
     """One task's points, the regions of logit_1 - logit_0 = w . x + b, and the arrows w0, w."""
     grid = torch.linspace(-LIMIT, LIMIT, 201)
@@ -63,16 +68,37 @@ def _draw_task(
         ax.scatter(points[:, 0], points[:, 1], s=2, color=colour, label=f"label {label}")
     scale = 0.8 * LIMIT / max(w0.norm().item(), w.norm().item(), 1e-12)
     for vec, colour in ((w0, "tab:blue"), (w, "tab:red")):
-        ax.quiver(0, 0, scale * vec[0].item(), scale * vec[1].item(), color=colour,
-                  angles="xy", scale_units="xy", scale=1, width=0.02, zorder=3)
-    ax.text(0.02, 0.02, f"|w|={w0.norm():.2g} -> {w.norm():.2g}", transform=ax.transAxes,
-            fontsize=6, bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
+        ax.quiver(
+            0,
+            0,
+            scale * vec[0].item(),
+            scale * vec[1].item(),
+            color=colour,
+            angles="xy",
+            scale_units="xy",
+            scale=1,
+            width=0.02,
+            zorder=3,
+        )
+    ax.text(
+        0.02,
+        0.02,
+        f"|w|={w0.norm():.2g} -> {w.norm():.2g}",
+        transform=ax.transAxes,
+        fontsize=6,
+        bbox={"facecolor": "white", "alpha": 0.7, "lw": 0},
+    )
     _style(ax, title)
 
 
 def plot_toy2d(
-    path: Path, dataset: torch.Tensor, batch: TaskBatch, views: dict[str, LinearView],
-    accuracy: dict[str, list[float]], task_names: list[str], ellipse_names: list[str],
+    path: Path,
+    dataset: torch.Tensor,
+    batch: TaskBatch,
+    views: dict[str, LinearView],
+    accuracy: dict[str, list[float]],
+    task_names: list[str],
+    ellipse_names: list[str],
 ) -> None:
     """Save the method x (data set + tasks) figure to ``path`` (PNG).
 
@@ -86,11 +112,19 @@ def plot_toy2d(
         axes[row, 0].set_ylabel(method, fontsize=10)
         for t, task_name in enumerate(task_names):
             title = f"{method}: {task_name}\naccuracy {100 * accuracy[method][t]:.1f}%"
-            _draw_task(axes[row, t + 1], batch, t, view.adapted_w[t], view.adapted_b[t],
-                       view.universal_w, title)
+            _draw_task(
+                axes[row, t + 1],
+                batch,
+                t,
+                view.adapted_w[t],
+                view.adapted_b[t],
+                view.universal_w,
+                title,
+            )
     fig.suptitle(
         "2-D toy, one episode per task (label0|label1; accuracy on the episode shown). "
-        "Arrows w1 - w0: blue universal, red adapted (common scale per panel)", fontsize=10,
+        "Arrows w1 - w0: blue universal, red adapted (common scale per panel)",
+        fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -78,9 +78,7 @@ class Method(nn.Module, ABC):
             )
 
 
-def one_hot_class_means(
-    values: torch.Tensor, labels: torch.Tensor, n_way: int
-) -> torch.Tensor:
+def one_hot_class_means(values: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
     """Mean of ``values`` [B, M, F] per label: labels [B, M] in 0..N-1 -> [B, N, F]."""
     onehot = F.one_hot(labels, n_way).to(values.dtype)  # [B, M, N]
     sums = onehot.transpose(1, 2) @ values  # [B, N, F]

@@ -78,9 +78,7 @@ class MAML(Method):
             return self.cfg.batching
         return "vmap" if device.type == "cuda" else "loop"
 
-    def _inner_loop(
-        self, support_x: torch.Tensor, support_y: torch.Tensor, grad_fn
-    ) -> TaskParams:
+    def _inner_loop(self, support_x: torch.Tensor, support_y: torch.Tensor, grad_fn) -> TaskParams:
         """k steps on one task (support_x [N*K, C, H, W]); ``grad_fn(loss_fn, params)`` gives
         the gradient of ``loss_fn`` at ``params`` (autograd in the loop, torch.func in vmap)."""
         params: TaskParams = dict(self.net.named_parameters())
@@ -144,10 +142,7 @@ class MAML(Method):
 
             return torch.func.vmap(task_logits, randomness="same")(query_x, params)
         task_params = ({n: p[b] for n, p in params.items()} for b in range(query_x.shape[0]))
-        logits = [
-            self.net(query_x[b : b + 1], self.steps, p)
-            for b, p in enumerate(task_params)
-        ]
+        logits = [self.net(query_x[b : b + 1], self.steps, p) for b, p in enumerate(task_params)]
         return torch.cat(logits)
 
     def classifier_update(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-
 FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "val_ci95", "lr", "seconds")
 """CSV columns; the validation ones are empty in epochs without validation."""
 

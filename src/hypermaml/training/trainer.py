@@ -38,11 +38,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def _comparable(cfg: ExperimentConfig) -> dict:
-    """The config without the fields a resumed run may change (length, hardware, validation rate)."""
+    """The config without the fields a resumed run may change (length, hardware, validation)."""
     raw = cfg.to_dict()
-    raw["train"] = {
-        k: v for k, v in raw["train"].items() if k not in ("epochs", "device", "threads", "val_every")
-    }
+    free = ("epochs", "device", "threads", "val_every")
+    raw["train"] = {k: v for k, v in raw["train"].items() if k not in free}
     return raw
 
 
