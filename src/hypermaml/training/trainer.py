@@ -154,7 +154,7 @@ def train(
             raise CheckpointError(
                 f"{ckpt.path} was trained with another config; resume with the config stored "
                 f"in it (hypermaml train --resume --out {run_dir} without a config file; "
-                f"only train.epochs and train.device may change)"
+                f"only train.epochs, train.device, train.threads and train.val_every may change)"
             )
         state = load_train_state(ckpt.path)
         method.load_state_dict(ckpt.method.state_dict())
