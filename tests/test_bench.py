@@ -7,6 +7,7 @@ import json
 import pytest
 
 from hypermaml.cli import main
+from hypermaml.experiments.floor import conv4_layer_flops, floor_seconds, task_flops
 
 TINY = ["--n-classes", "12", "--image-size", "16", "--train-episodes", "4", "--eval-tasks", "6",
         "--eval-batch", "4", "--threads", "1"]  # fmt: skip
@@ -35,6 +36,13 @@ def test_bench_times_every_method_and_writes_json(tmp_path, capsys):
                                   / rows["maml-1 (loop)"]["eval_seconds"])  # fmt: skip
     to_protonet = report["ratios"]["eval time hypermaml / protonet"]
     assert f"eval time hypermaml / protonet: {to_protonet:.2f}" in table
+    gemm = report["reference_gemm_gflops"]
+    assert len(gemm) == 2 and min(gemm) > 0
+    # 16x16 images: conv FLOPs per image 2*9*64*(1*256 + 64*64 + 64*16 + 64*4)
+    per_image = 2 * 9 * 64 * (256 + 64 * 64 + 64 * 16 + 64 * 4)
+    for row in report["rows"]:
+        floor_eval = 5 * 16 * per_image / (max(gemm) * 1e9)
+        assert row["eval_floor_fraction"] == pytest.approx(floor_eval * row["eval_tasks_per_s"])
 
 
 def test_bench_isolates_each_phase_in_a_fresh_process(tmp_path):
@@ -49,3 +57,14 @@ def test_bench_isolates_each_phase_in_a_fresh_process(tmp_path):
 def test_bench_refuses_a_selection_of_no_method(capsys):
     assert main(["bench", *TINY, "--methods", "reptile"]) == 2
     assert "selects no method" in capsys.readouterr().err
+
+
+def test_floor_counts_conv4_flops():
+    # 28x28 Conv4: 0.9, 14.5, 3.6 and 0.7 MFLOP (sides 28, 14, 7, 3)
+    layers = conv4_layer_flops(28)
+    assert layers == [2 * 9 * 64 * 28 * 28, 2 * 9 * 64 * 64 * 196,
+                      2 * 9 * 64 * 64 * 49, 2 * 9 * 64 * 64 * 9]  # fmt: skip
+    assert task_flops(28, 80) == 80 * sum(layers)
+    # training: forward + weight gradient + input gradient of layers 2-4
+    assert task_flops(28, 85, training=True) == 85 * (2 * sum(layers) + sum(layers[1:]))
+    assert floor_seconds(2e9, 100.0) == pytest.approx(0.02)

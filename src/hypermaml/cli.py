@@ -114,13 +114,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cases = [c for c in default_cases(steps, args.maml_batching) if _wanted(c.name, args.methods)]
     if not cases:
         raise ValueError(f"--methods {args.methods!r} selects no method")
-    rows = run_bench(cases, settings, isolate=not args.in_process)
+    rows, reference = run_bench(cases, settings, isolate=not args.in_process)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report(rows, settings), indent=2))
+        Path(args.json).write_text(json.dumps(report(rows, settings, reference), indent=2))
     workers = rows[0].extra.get("task_workers", 1)
-    print(f"\n{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads, "
-          f"{workers} task worker{'s' if workers > 1 else ''})")  # fmt: skip
+    gemm = " / ".join(f"{g:.0f}" for g in reference)
+    print(
+        f"\n{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads, "
+        f"{workers} task worker{'s' if workers > 1 else ''}; reference float32 GEMM "
+        f"{gemm} GFLOP/s before / after; floor: the convolutions' FLOPs at that rate)"
+    )
     if summary := format_ratios(ratios(rows)):
         print(summary)
     return 0

@@ -80,6 +80,9 @@ class BenchRow:
     eval_seconds: float | None = None
     """Seconds for all ``eval_tasks`` tasks, adaptation plus prediction (sampling excluded)."""
     eval_peak_mb: float | None = None
+    train_floor_fraction: float | None = None
+    """The floor's training time over the measured one (``floor.py``): 1 is the floor."""
+    eval_floor_fraction: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -192,27 +195,60 @@ def _timed_phase(
     return out
 
 
+def measure_reference(s: BenchSettings) -> float:
+    """The GEMM rate (GFLOP/s) with the benchmark's threads and device, in this process."""
+    from ..training.trainer import pick_device
+    from .floor import gemm_gflops
+
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    return gemm_gflops(pick_device(s.device))
+
+
+def _run(isolate: bool, fn, *args):
+    if not isolate:
+        return fn(*args)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def run_bench(
     cases: list[BenchCase], settings: BenchSettings, isolate: bool = True, log=print
-) -> list[BenchRow]:
-    """Measure every case; ``isolate`` runs each phase in a fresh process."""
+) -> tuple[list[BenchRow], list[float]]:
+    """Measure every case; ``isolate`` runs each phase in a fresh process. Returns the rows and
+    the reference GEMM rates (GFLOP/s) taken before and after them."""
+    reference = [_run(isolate, measure_reference, settings)]
     rows = []
     for case in cases:
         row = BenchRow(case.name, case.method.name, "", 0)
         for phase in settings.phases:
-            if isolate:
-                ctx = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-                    result = pool.submit(measure, case, settings, phase).result()
-            else:
-                result = measure(case, settings, phase)
+            result = _run(isolate, measure, case, settings, phase)
             row.device, row.threads = result.pop("device"), result.pop("threads")
             for key, value in result.items():
                 setattr(row, key, value)
         rows.append(row)
         if log:
             log(format_table([row], header=len(rows) == 1))
-    return rows
+    reference.append(_run(isolate, measure_reference, settings))
+    for row in rows:
+        _set_floor_fractions(row, settings, max(reference))
+    return rows, reference
+
+
+def _set_floor_fractions(row: BenchRow, s: BenchSettings, gflops: float) -> None:
+    from .floor import floor_seconds, task_flops
+
+    _, _, channels, side, _ = SHAPES[s.dataset]
+    side = s.image_size or side
+    if row.train_episodes_per_s:
+        images = s.n_way * (s.n_shot + s.n_query)
+        floor = floor_seconds(task_flops(side, images, channels, training=True), gflops)
+        row.train_floor_fraction = floor * row.train_episodes_per_s
+    if row.eval_tasks_per_s:
+        images = s.n_way * (s.n_shot + s.n_query_test)
+        row.eval_floor_fraction = floor_seconds(task_flops(side, images, channels), gflops) * (
+            row.eval_tasks_per_s
+        )
 
 
 def format_table(rows: list[BenchRow], header: bool = True) -> str:
@@ -223,12 +259,13 @@ def format_table(rows: list[BenchRow], header: bool = True) -> str:
     if header:
         lines.append(
             f"{'method':<18} {'train ep/s':>10} {'train MB':>9} {'eval tasks/s':>12} "
-            f"{'eval s':>8} {'eval MB':>8}"
+            f"{'eval s':>8} {'eval MB':>8} {'train/floor':>11} {'eval/floor':>10}"
         )
     for r in rows:
         lines.append(
             f"{r.case:<18} {num(r.train_episodes_per_s, 2):>10} {num(r.train_peak_mb, 0):>9} "
             f"{num(r.eval_tasks_per_s):>12} {num(r.eval_seconds, 2):>8} {num(r.eval_peak_mb, 0):>8}"
+            f" {num(r.train_floor_fraction, 2):>11} {num(r.eval_floor_fraction, 2):>10}"
         )
     return "\n".join(lines)
 
@@ -266,10 +303,11 @@ def environment() -> dict:
     return info
 
 
-def report(rows: list[BenchRow], settings: BenchSettings) -> dict:
+def report(rows: list[BenchRow], settings: BenchSettings, reference: list[float]) -> dict:
     return {
         "settings": asdict(settings),
         "environment": environment(),
+        "reference_gemm_gflops": reference,
         "rows": [asdict(r) for r in rows],
         "ratios": ratios(rows),
     }
