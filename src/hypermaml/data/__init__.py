@@ -1,10 +1,19 @@
 """Datasets as in-memory uint8 tensors, their files, and episode sampling."""
 
+from .augment import DEFAULT_AUGMENT, Augment, batches, channel_stats
+from .classification import CLASSIFICATION_DATASETS, LabelledImages, load_classification
 from .datasets import DATASETS, ClassImages, load_split
 from .episodes import EpisodeSampler, TaskBatch, check_episode_shape
 from .files import DataError, data_dir
 
 __all__ = [
+    "CLASSIFICATION_DATASETS",
+    "DEFAULT_AUGMENT",
+    "Augment",
+    "LabelledImages",
+    "batches",
+    "channel_stats",
+    "load_classification",
     "DATASETS",
     "ClassImages",
     "DataError",
