@@ -1,0 +1,334 @@
+"""HyperResNets: hyper-convolutions, the residual families, export to plain networks, counts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hypermaml.models.export import count_parameters, to_plain
+from hypermaml.models.hyperconv import (
+    HyperConv2d,
+    HyperNetwork,
+    generated_weight_penalty,
+    parameter_groups,
+)
+from hypermaml.models.resnets import CifarResNet, ResNet12, WideResNet, build_classifier
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def tiny(family: str, hyper: str, **kwargs) -> nn.Module:
+    """Small members of each family (3 input channels, 5 classes) for 16x16 images."""
+    args = {"in_channels": 3, "num_classes": 5, "hyper": hyper, **kwargs}
+    if family == "wrn":
+        return WideResNet(10, 1, **args)
+    if family == "resnet18":
+        return CifarResNet((2, 2, 2, 2), base_width=8, **args)
+    return ResNet12(widths=(8, 8, 16, 16), **args)
+
+
+def randomise_batchnorm(model: nn.Module, steps: int = 3) -> None:
+    """Random BN affine parameters and a few running-statistics updates from random batches."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    model.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            model(torch.randn(8, 3, 16, 16) * 2 + 0.5)
+    model.eval()
+
+
+# --- the hyper-convolution -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_generated_weight_is_the_hand_computed_convolution(k):
+    torch.manual_seed(0)
+    c_out, c_in, d, h = 2, 3, 2, k // 2
+    layer = HyperConv2d(c_in, c_out, k, embed_dim=d)
+    E, H = layer.embedding.detach(), layer.hypernet.weight.detach()
+    expected = torch.zeros(c_out, c_in, k, k)
+    for o in range(c_out):
+        for i in range(c_in):
+            for p in range(k):
+                for q in range(k):
+                    for c in range(d):
+                        for a in range(k):
+                            for b in range(k):
+                                u, v = p + a - h, q + b - h
+                                if 0 <= u < k and 0 <= v < k:
+                                    expected[o, i, p, q] += E[o, c, u, v] * H[i, c, a, b]
+    assert layer.weight.shape == (c_out, c_in, k, k)
+    torch.testing.assert_close(layer.weight.detach(), expected, rtol=1e-5, atol=1e-6)
+    x = torch.randn(2, c_in, 7, 7)
+    torch.testing.assert_close(layer(x), F.conv2d(x, expected, padding=h), rtol=1e-4, atol=1e-5)
+
+
+def test_hypernetwork_is_bias_free_by_default():
+    assert HyperNetwork(4, 4, 3).bias is None
+    assert [n for n, _ in HyperConv2d(4, 4).named_parameters()] == ["embedding", "hypernet.weight"]
+    for hyper in ("stage", "layer"):
+        keys = tiny("wrn", hyper).state_dict().keys()
+        assert not [k for k in keys if "hypernet" in k and k.endswith("bias")]
+        with_bias = tiny("wrn", hyper, hyper_bias=True).state_dict().keys()
+        assert [k for k in with_bias if "hypernet" in k and k.endswith("bias")]
+    layer = HyperConv2d(3, 2, bias=True)
+    with torch.no_grad():
+        layer.hypernet.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    no_bias = F.conv2d(layer.embedding, layer.hypernet.weight, padding=1)
+    bias = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1).expand(2, 3, 3, 3)  # one per C_in
+    torch.testing.assert_close(layer.weight - no_bias, bias)
+
+
+def test_generated_weights_start_with_he_variance_own_and_shared():
+    torch.manual_seed(0)
+    c, k = 128, 3
+    he = 2.0 / (c * k * k)
+    own = HyperConv2d(c, c, k)
+    shared = HyperNetwork(c, c, k)
+    layers = [HyperConv2d(c, c_out, k, hypernet=shared) for c_out in (128, 256)]
+    frozen = HyperConv2d(c, c, k, frozen_seed=3)
+    for layer in (own, *layers, frozen):
+        ratio = layer.weight.detach().var().item() / he
+        assert abs(ratio - 1) < 0.04, ratio
+    # the zero padding makes centre taps larger than corner ones: n_p n_q k^2 / s^2, s = 7
+    per_position = own.weight.detach().var(dim=(0, 1)) / he
+    taps = torch.tensor([2.0, 3.0, 2.0])
+    torch.testing.assert_close(per_position, torch.outer(taps, taps) * 9 / 49, rtol=0.08, atol=0)
+
+
+def test_gradients_reach_embeddings_and_hypernetworks():
+    torch.manual_seed(0)
+    for hyper in ("stage", "layer"):
+        model = tiny("wrn", hyper)
+        F.cross_entropy(model(torch.randn(4, 3, 16, 16)), torch.arange(4)).backward()
+        groups = parameter_groups(model)
+        assert groups.hyper and groups.plain
+        for p in (*groups.hyper, *groups.plain):
+            assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_shared_hypernetwork_receives_the_sum_of_its_layers_gradients():
+    torch.manual_seed(0)
+    shared = HyperNetwork(2, 2, 3).double()
+    first = HyperConv2d(2, 2, hypernet=shared).double()
+    second = HyperConv2d(2, 2, hypernet=shared).double()
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
+
+    def loss(h: torch.Tensor, h_first: torch.Tensor | None = None) -> torch.Tensor:
+        w1 = F.conv2d(first.embedding, h if h_first is None else h_first, padding=1)
+        w2 = F.conv2d(second.embedding, h, padding=1)
+        return F.conv2d(torch.tanh(F.conv2d(x, w1, padding=1)), w2, padding=1).pow(2).sum()
+
+    second(torch.tanh(first(x))).pow(2).sum().backward()
+    h = shared.weight.detach()
+    # the same loss with the two uses of H as separate copies: one gradient per layer
+    h1, h2 = h.clone().requires_grad_(), h.clone().requires_grad_()
+    loss(h2, h1).backward()
+    torch.testing.assert_close(shared.weight.grad, h1.grad + h2.grad)
+    assert h1.grad.abs().sum() > 0 and h2.grad.abs().sum() > 0
+    # and the sum is the true derivative: central finite differences
+    eps, numeric = 1e-6, torch.zeros_like(h)
+    for idx in range(h.numel()):
+        step = torch.zeros(h.numel(), dtype=h.dtype)
+        step[idx] = eps
+        step = step.view_as(h)
+        with torch.no_grad():
+            numeric.view(-1)[idx] = (loss(h + step) - loss(h - step)) / (2 * eps)
+    torch.testing.assert_close(shared.weight.grad, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_penalty_on_known_weights():
+    holder = nn.Module()
+    holder.hypernets = nn.ModuleDict({"s": HyperNetwork(3, 2, 3)})
+    holder.ones = HyperConv2d(3, 2, 1, embed_dim=4)  # k = 1, all ones: W = d everywhere
+    holder.delta = HyperConv2d(3, 4, 3, hypernet=holder.hypernets["s"])
+    with torch.no_grad():
+        holder.ones.embedding.fill_(1.0)
+        holder.ones.hypernet.weight.fill_(1.0)
+        holder.delta.embedding.zero_()
+        for o in range(4):  # E[o] = centre tap of channel o % 2: W[o, i] = H[i, o % 2] flipped
+            holder.delta.embedding[o, o % 2, 1, 1] = 1.0
+    H = holder.hypernets["s"].weight.detach()
+    expected = 2 * 3 * 4**2 + sum(H[:, o % 2].pow(2).sum() for o in range(4))
+    penalty = generated_weight_penalty(holder)
+    torch.testing.assert_close(penalty, torch.as_tensor(expected, dtype=torch.float32))
+    torch.testing.assert_close(holder.delta.weight[1, 2], H[2, 1].flip(0, 1))
+    penalty.backward()
+    assert holder.hypernets["s"].weight.grad is not None
+    assert generated_weight_penalty(tiny("wrn", "none")).item() == 0.0
+
+
+def test_parameter_groups_split_hyper_from_plain():
+    model = tiny("resnet18", "stage")
+    groups = parameter_groups(model)
+    hyper_ids = {id(p) for p in groups.hyper}
+    named = dict(model.named_parameters())
+    assert hyper_ids == {id(p) for n, p in named.items() if "embedding" in n or "hypernet" in n}
+    assert len(groups.hyper) + len(groups.plain) == len(named)
+    lonely = nn.Sequential(HyperConv2d(2, 2, hypernet=HyperNetwork(2, 2, 3)))
+    with pytest.raises(ValueError, match="not registered"):
+        parameter_groups(lonely)
+
+
+# --- the networks ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["wrn", "resnet18", "resnet12"])
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
+def test_shapes_for_any_image(family, channels, size):
+    model = tiny(family, "layer", **({"in_channels": channels} if channels != 3 else {}))
+    x = torch.randn(2, channels, size, size)
+    assert model.features(x).shape == (2, model.out_dim)
+    assert model(x).shape == (2, 5)
+
+
+def test_which_convs_are_hyper():
+    with torch.device("meta"):
+        stage = build_classifier("resnet18", 3, 10, "stage")
+        layer = build_classifier("resnet18", 3, 10, "layer")
+        r12 = build_classifier("resnet12", 3, 10, "stage")
+    assert sorted(stage.hypernets) == ["stage1", "stage2", "stage3", "stage4"]
+    for model in (stage, layer):
+        assert isinstance(model.stem, nn.Conv2d)
+        assert all(isinstance(st[0].shortcut[0], nn.Conv2d) for st in model.stages[1:])
+        hyper = [m for m in model.modules() if isinstance(m, HyperConv2d)]
+        assert all(m.kernel_size == 3 for m in hyper)
+    # variant 1: every conv of stage 1, and all but the first (strided, wider) of stages 2-4
+    for i, st in enumerate(stage.stages):
+        first_plain = isinstance(st[0].conv1, nn.Conv2d)
+        assert first_plain == (i > 0)
+        hyper = [c for b in st for c in (b.conv1, b.conv2) if isinstance(c, HyperConv2d)]
+        assert all(c.hypernet is stage.hypernets[f"stage{i + 1}"] and not c.owns_hypernet
+                   for c in hyper)  # fmt: skip
+    # variant 2: every 3x3 conv inside the stages, each with its own hypernetwork
+    convs = [c for st in layer.stages for b in st for c in (b.conv1, b.conv2)]
+    assert all(isinstance(c, HyperConv2d) and c.owns_hypernet for c in convs)
+    assert len(layer.hypernets) == 0
+    assert r12.out_dim == 640 and isinstance(r12.stages[0].conv1, nn.Conv2d)
+
+
+def test_build_classifier_refuses_bad_names():
+    with pytest.raises(ValueError, match="resnet18.*wrn_"):
+        build_classifier("resnet50", 3, 10)
+    with pytest.raises(ValueError, match="6n \\+ 4"):
+        build_classifier("wrn_27_4", 3, 10)
+    with pytest.raises(ValueError, match="stage"):
+        build_classifier("resnet18", 3, 10, hyper="all")
+    with pytest.raises(ValueError, match="hyper='stage'"):
+        build_classifier("resnet18", 3, 10, frozen_seed=1)
+    assert isinstance(build_classifier("WRN-10-1", 3, 10), WideResNet)
+
+
+# --- export, compression, checkpoints --------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["wrn", "resnet18", "resnet12"])
+@pytest.mark.parametrize("hyper,extra", [("stage", {}), ("layer", {}),
+                                         ("layer", {"hyper_bias": True}),
+                                         ("stage", {"frozen_seed": 5})])  # fmt: skip
+def test_export_to_plain_gives_the_same_outputs(family, hyper, extra):
+    torch.manual_seed(0)
+    model = tiny(family, hyper, **extra)
+    randomise_batchnorm(model)
+    plain = to_plain(model)
+    assert not any(isinstance(m, (HyperConv2d, HyperNetwork)) for m in plain.modules())
+    assert not plain.training
+    x = torch.randn(6, 3, 16, 16)
+    with torch.no_grad():
+        out, plain_out = model(x), plain(x)
+    assert out.abs().max() > 1e-3
+    torch.testing.assert_close(plain_out, out, rtol=0, atol=1e-5)
+    assert count_parameters(model)[1] == sum(p.numel() for p in plain.parameters())
+
+
+def test_frozen_embeddings_regenerate_exactly_from_the_seed():
+    torch.manual_seed(0)
+    a = tiny("wrn", "stage", frozen_seed=11)
+    randomise_batchnorm(a)
+    assert not any("embedding" in k for k in a.state_dict())
+    assert not any("embedding" in n for n, _ in a.named_parameters())
+    torch.manual_seed(1)  # other global RNG: the embeddings must not depend on it
+    b, c = tiny("wrn", "stage", frozen_seed=11), tiny("wrn", "stage", frozen_seed=12)
+    b.load_state_dict(a.state_dict())
+    c.load_state_dict(a.state_dict())
+    b.eval(), c.eval()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+        assert not torch.allclose(a(x), c(x), atol=1e-3)
+    layers = [m for m in a.modules() if isinstance(m, HyperConv2d)]
+    assert [m.layer_index for m in layers] == list(range(len(layers)))
+    first, again = (HyperConv2d(4, 4, frozen_seed=11, layer_index=0) for _ in range(2))
+    other = HyperConv2d(4, 4, frozen_seed=11, layer_index=1)
+    assert torch.equal(first.embedding, again.embedding)
+    assert not torch.equal(first.embedding, other.embedding)
+
+
+@pytest.mark.parametrize("hyper,seed", [("stage", None), ("stage", 4), ("layer", None)])
+def test_safetensors_round_trip(tmp_path, hyper, seed):
+    torch.manual_seed(0)
+    model = tiny("resnet18", hyper, frozen_seed=seed)
+    randomise_batchnorm(model)
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    torch.manual_seed(1)
+    again = tiny("resnet18", hyper, frozen_seed=seed)
+    again.load_state_dict(load_file(tmp_path / "model.safetensors"))
+    again.eval()
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
+def test_sharing_survives_deepcopy_and_functional_call():
+    model = tiny("wrn", "stage")
+    twin = copy.deepcopy(model)
+    layer = twin.stages[0][0].conv2
+    assert layer.hypernet is twin.hypernets["stage1"]
+    assert layer.hypernet is not model.hypernets["stage1"]
+    x = torch.randn(2, 3, 16, 16)
+    params = {"hypernets.stage1.weight": torch.zeros_like(model.hypernets["stage1"].weight)}
+    model.eval()
+    zeroed = torch.func.functional_call(model, params, (x,))
+    assert torch.equal(model.stages[0][0].conv2.weight, layer.weight)  # model untouched
+    with torch.no_grad():
+        model.hypernets["stage1"].weight.zero_()
+        torch.testing.assert_close(model(x), zeroed)
+
+
+# --- parameter counts (paper's Tables 3, 4, 6; 10 classes, 3 channels) ----------------------
+
+
+@pytest.mark.parametrize(
+    "arch,hyper,seed,paper_train,paper_test,tol",
+    [("resnet18", "none", None, 11.1, 11.1, 0.1), ("resnet18", "layer", None, 21.4, 11.1, 0.1),
+     ("resnet34", "none", None, 21.3, 21.3, 0.1), ("resnet34", "layer", None, 41.6, 21.3, 0.1),
+     ("wrn_28_4", "none", None, 5.8, 5.8, 0.1), ("wrn_28_4", "stage", None, 6.6, 5.8, 0.1),
+     ("wrn_40_2", "none", None, 2.2, 2.2, 0.1), ("wrn_40_2", "stage", None, 2.4, 2.2, 0.1),
+     ("wrn_28_4", "stage", 0, 1.22, 5.8, 0.02)],
+)  # fmt: skip
+def test_parameter_counts_match_the_paper(arch, hyper, seed, paper_train, paper_test, tol):
+    with torch.device("meta"):
+        model = build_classifier(arch, 3, 10, hyper, frozen_seed=seed)
+    train, test = count_parameters(model)
+    assert abs(train / 1e6 - paper_train) < tol, train
+    assert abs(test / 1e6 - paper_test) < 0.1, test
+
+
+@pytest.mark.parametrize("arch,train", [("wrn_28_4", 11_454_682), ("wrn_40_2", 4_420_826)])
+def test_variant_2_wrn_counts_follow_the_design(arch, train):
+    """Paper: 10.3M and 4.17M, which one H per 3x3 conv cannot give: plain + sum C_in^2 k^2."""
+    with torch.device("meta"):
+        model = build_classifier(arch, 3, 10, "layer")
+    hyper = [m for m in model.modules() if isinstance(m, HyperConv2d)]
+    plain = count_parameters(model)[1]
+    assert plain + sum(m.in_channels**2 * 9 for m in hyper) == train
+    assert count_parameters(model) == (train, plain)
