@@ -33,6 +33,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         _, meta = read_meta(Path(args.out) / "last")
         from .config import ExperimentConfig, apply_overrides
+        from .training.checkpoint import CLASSIFIER
+
+        if meta["method"] == CLASSIFIER:
+            raise ConfigError(
+                f"{args.out} is a classifier run; continue it with "
+                f"hypermaml classify --resume --out {args.out}"
+            )
 
         cfg = ExperimentConfig.from_dict(apply_overrides(meta["config"], overrides))
     else:
@@ -57,7 +64,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_split
     from .evaluation import evaluate
     from .training import load_checkpoint, pick_device
+    from .training.checkpoint import CLASSIFIER, read_meta
 
+    if read_meta(args.checkpoint)[1]["method"] == CLASSIFIER:
+        return _eval_classifier(args)
     ckpt = load_checkpoint(args.checkpoint, pick_device(args.device or "auto"))
     data_cfg = ckpt.config.data
     dataset = args.dataset or data_cfg.dataset
@@ -83,6 +93,69 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{report['method']} on {dataset}/{args.split} {n_way}-way {n_shot}-shot: "
         f"{result.accuracy:.2f} ± {result.ci95:.2f}% over {result.n_tasks} tasks "
         f"(seed {args.seed}), {1000 * result.seconds_per_task:.1f} ms per task"
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .classify_config import ClassifyConfig, load_classify_config
+    from .config import apply_overrides
+    from .training.checkpoint import CLASSIFIER, read_meta
+    from .training.classify import train_classifier
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"run.device={args.device}")
+    if args.config is None:
+        if not args.resume:
+            raise ConfigError(
+                "give a CONFIG file (see configs/), or --resume an existing --out run"
+            )
+        _, meta = read_meta(Path(args.out) / "last")
+        if meta["method"] != CLASSIFIER:
+            raise ConfigError(
+                f"{args.out} is a few-shot {meta['method']} run; continue it with "
+                f"hypermaml train --resume --out {args.out}"
+            )
+        cfg = ClassifyConfig.from_dict(apply_overrides(meta["config"], overrides))
+    else:
+        cfg = load_classify_config(args.config, overrides)
+    result = train_classifier(cfg, args.out, args.data_dir, resume=args.resume,
+                              progress=not args.quiet)  # fmt: skip
+    print(
+        f"test accuracy {result.test_accuracy:.2f}% ({cfg.model.arch}, hyper {cfg.model.hyper}"
+        f"{', SWA' if cfg.swa.start_epoch is not None else ''}); {result.train_params:,} "
+        f"trained parameters, {result.test_params:,} after export; {result.epochs_run} epochs "
+        f"in {result.seconds:.0f} s; the network is in {args.out}/final"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .training.classifier_io import export_checkpoint
+
+    report = export_checkpoint(args.checkpoint, args.out, args.data_dir)
+    print(
+        f"{args.checkpoint} -> {args.out}: a plain {report['arch']} with "
+        f"{report['test_params']:,} parameters (trained with {report['train_params']:,}); "
+        f"largest logit difference on {report['compared']} test images "
+        f"{report['max_abs_diff']:.2e}"
+    )
+    return 0
+
+
+def _eval_classifier(args: argparse.Namespace) -> int:
+    """``hypermaml eval`` of a ``hypermaml classify`` checkpoint: its test-set accuracy."""
+    from .training import pick_device
+    from .training.classifier_io import score_classifier
+
+    report = score_classifier(args.checkpoint, args.data_dir, pick_device(args.device or "auto"))
+    print(
+        f"{report['arch']} (hyper {report['hyper']}) on {report['dataset']}/test: "
+        f"{report['accuracy']:.2f}% of {report['n_images']:,} images"
     )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -326,6 +399,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON to this file")
     _add_data_args(p)
     p.set_defaults(func=cmd_analyze_updates)
+
+    p = sub.add_parser(
+        "classify", help="train a plain or hyper ResNet as an image classifier (HyperResNets)"
+    )
+    p.add_argument("config", nargs="?", help="YAML config (see configs/classify_*.yaml)")
+    p.add_argument("--out", required=True, help="run folder: last/, final/, metrics.csv, tb/")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser(
+        "export", help="write a trained HyperResNet as the plain ResNet of the same shape"
+    )
+    p.add_argument("checkpoint", help="a classifier checkpoint (RUN/final)")
+    p.add_argument("--out", required=True, help="folder for the plain network's checkpoint")
+    p.add_argument(
+        "--data-dir",
+        help="folder with the data files (default: $HYPERMAML_DATA, else ~/.cache/hypermaml)",
+    )
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the 2-D toy of the paper's Figure 1: MAML vs HyperMAML")
     p.add_argument("--out", default="runs/demo", help="folder for the figure and the JSON")

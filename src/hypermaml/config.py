@@ -215,7 +215,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides."""
+    """Read a few-shot YAML config (or start from the defaults when ``path`` is None) and apply
+    overrides."""
+    return load_typed(ExperimentConfig, path, overrides)
+
+
+def load_typed(cls: type, path: str | Path | None, overrides: list[str] | None = None) -> Any:
+    """Read a YAML file into the config dataclass ``cls`` (its defaults when ``path`` is None),
+    after applying ``--set key=value`` overrides; unknown keys and wrong types are refused."""
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -223,5 +230,5 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"config file {path} does not exist; shipped ones are in configs/")
         raw = yaml.safe_load(path.read_text()) or {}
     else:
-        raw = ExperimentConfig().to_dict()
-    return ExperimentConfig.from_dict(apply_overrides(raw, overrides or []))
+        raw = dataclasses.asdict(cls())
+    return _build(cls, apply_overrides(raw, overrides or []), "")

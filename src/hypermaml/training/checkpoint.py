@@ -28,6 +28,8 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 META = "checkpoint.json"
 TRAIN_STATE = "train_state.pt"
+CLASSIFIER = "classifier"
+"""The ``method`` of checkpoints written by ``hypermaml classify``."""
 
 
 class CheckpointError(RuntimeError):
@@ -62,23 +64,29 @@ def save_checkpoint(
     train_state: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint folder at ``path`` (replacing an older one only once complete)."""
+    meta = {"method": config.method.name, "image_shape": list(image_shape), "epoch": epoch,
+            "metrics": metrics, "config": config.to_dict()}  # fmt: skip
+    write_checkpoint(path, method.state_dict(), meta, train_state)
+
+
+def write_checkpoint(
+    path: Path,
+    state: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+) -> None:
+    """Write ``state`` (safetensors), ``meta`` plus the format tag and library versions (JSON)
+    and ``train_state`` into a folder beside ``path``, then rename it into place: an interrupted
+    save leaves the previous checkpoint whole (as ``path`` or ``path.old``)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     old = path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     safetensors.torch.save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "method": config.method.name,
-        "image_shape": list(image_shape),
-        "epoch": epoch,
-        "metrics": metrics,
-        "config": config.to_dict(),
-        "versions": library_versions(),
-    }
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
+            "versions": library_versions()}  # fmt: skip
     (tmp / META).write_text(json.dumps(meta, indent=2))
     if train_state is not None:
         torch.save(train_state, tmp / TRAIN_STATE)
@@ -87,6 +95,16 @@ def save_checkpoint(
         path.rename(old)
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``path/model.safetensors``, or a CheckpointError naming the file."""
+    try:
+        return safetensors.torch.load_file(str(path / WEIGHTS))
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path / WEIGHTS} is unreadable ({exc}); the checkpoint is corrupt"
+        ) from exc
 
 
 def _resolve(path: Path) -> Path:
@@ -132,18 +150,18 @@ def load_checkpoint(
             f"{path} holds a {meta['method']} model, not a {expect_method} one; "
             f"pass a {expect_method} checkpoint or change the method in the config"
         )
+    if meta["method"] == CLASSIFIER:
+        raise CheckpointError(
+            f"{path} holds a supervised classifier (hypermaml classify), not a few-shot method; "
+            f"pass a checkpoint written by hypermaml train"
+        )
     try:
         config = ExperimentConfig.from_dict(meta["config"])
     except (ConfigError, KeyError) as exc:
         raise CheckpointError(f"{path}: its stored config is invalid ({exc})") from exc
     channels, size, _ = meta["image_shape"]
     method = build_method(config, channels, size)
-    try:
-        state = safetensors.torch.load_file(str(path / WEIGHTS))
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path / WEIGHTS} is unreadable ({exc}); the checkpoint is corrupt"
-        ) from exc
+    state = read_weights(path)
     expected = set(method.state_dict())
     missing, unexpected = expected - set(state), set(state) - expected
     if missing or unexpected:

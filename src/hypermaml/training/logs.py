@@ -12,8 +12,11 @@ FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "val_ci95", "
 class MetricLog:
     """Appends one row per epoch to ``RUN/metrics.csv`` and TensorBoard scalars to ``RUN/tb``."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(
+        self, run_dir: Path, tensorboard: bool = True, fields: tuple[str, ...] = FIELDS
+    ) -> None:
         self.csv_path = run_dir / "metrics.csv"
+        self.fields = fields
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -37,7 +40,7 @@ class MetricLog:
         row = {"epoch": epoch, **metrics}
         new = not self.csv_path.is_file()
         with open(self.csv_path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=FIELDS, restval="")
+            writer = csv.DictWriter(fh, fieldnames=self.fields, restval="")
             if new:
                 writer.writeheader()
             writer.writerow(row)

@@ -1,0 +1,94 @@
+"""Typed configuration of supervised classification runs (``hypermaml classify``).
+
+The HyperResNets paper trains plain and hyper residual networks as ordinary image classifiers
+(SGD with momentum, a step schedule, crop-and-flip augmentation). The config is stored inside
+every checkpoint, like the few-shot one, so a checkpoint rebuilds its network by itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import _build, load_typed
+
+
+@dataclass
+class ClassifyDataConfig:
+    dataset: Literal["fashion_mnist", "cifar10", "cifar100"] = "fashion_mnist"
+    train_subset: int | None = None
+    """Train on this many training images (a class-balanced sample drawn from ``train.seed``)
+    instead of all of them: equal, smaller budgets for a grid of runs on a small machine."""
+    augment: bool = True
+    """Random crop (zero padding) and horizontal flip of every training image."""
+
+
+@dataclass
+class ClassifyModelConfig:
+    arch: str = "wrn_16_2"
+    """resnet12, resnet18, resnet34, or a wide ResNet ``wrn_D_K`` (e.g. wrn_28_4)."""
+    hyper: Literal["none", "stage", "layer"] = "none"
+    """Plain convolutions, variant 1 (one hypernetwork per stage) or variant 2 (one per layer)."""
+    hyper_bias: bool = False
+    """Give each hypernetwork a bias (the paper's Table 1 ablation; bias-free is the design)."""
+    frozen_seed: int | None = None
+    """Compression: draw the layer embeddings from this seed and freeze them; only the
+    hypernetworks and plain layers are trained and saved."""
+
+
+@dataclass
+class ClassifyOptimConfig:
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
+    gamma: float = 0.2
+    weight_decay: float = 5e-4
+    """On plain parameters (every parameter of a plain network)."""
+    hyper_reg: float = 6.25e-5
+    """Coefficient of the squared L2 norm of the generated weights, in place of weight decay on
+    embeddings and hypernetworks (0 turns it off)."""
+
+
+@dataclass
+class SWAConfig:
+    start_epoch: int | None = None
+    """Average the weights (embeddings and hypernetworks, never the generated weights) of every
+    epoch from this one on, at the constant learning rate ``lr``; None: no SWA."""
+    lr: float = 0.01
+
+
+@dataclass
+class ClassifyRunConfig:
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    eval_every: int = 1
+    """Score the test set every this many epochs (for the curves; nothing is selected on it)."""
+
+
+@dataclass
+class ClassifyConfig:
+    data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
+    model: ClassifyModelConfig = field(default_factory=ClassifyModelConfig)
+    optim: ClassifyOptimConfig = field(default_factory=ClassifyOptimConfig)
+    swa: SWAConfig = field(default_factory=SWAConfig)
+    run: ClassifyRunConfig = field(default_factory=ClassifyRunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ClassifyConfig:
+        return _build(cls, raw, "")
+
+
+def load_classify_config(
+    path: str | Path | None, overrides: list[str] | None = None
+) -> ClassifyConfig:
+    """Read a classification YAML config and apply ``--set key=value`` overrides."""
+    return load_typed(ClassifyConfig, path, overrides)

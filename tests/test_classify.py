@@ -1,0 +1,148 @@
+"""Supervised training of plain and hyper ResNets on real Fashion-MNIST (``hypermaml classify``):
+learning, exact resume, SWA, export, compression, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import safetensors.torch
+import torch
+
+from hypermaml.classify_config import ClassifyConfig, load_classify_config
+from hypermaml.cli import main
+from hypermaml.training import CheckpointError, TrainingError, load_checkpoint
+from hypermaml.training.checkpoint import read_meta
+from hypermaml.training.classifier_io import export_checkpoint, load_classifier
+from hypermaml.training.classify import train_classifier
+
+
+def tiny(**overrides) -> ClassifyConfig:
+    """WRN-10-1 on 200 Fashion-MNIST images, one thread, constant learning rate."""
+    base = {
+        "data.dataset": "fashion_mnist",
+        "data.train_subset": 200,
+        "model.arch": "wrn_10_1",
+        "model.hyper": "layer",
+        "optim.epochs": 2,
+        "optim.batch_size": 50,
+        "optim.lr": 0.05,
+        "optim.milestones": "[]",
+        "run.threads": 1,
+        "run.eval_every": 100,
+        "run.device": "cpu",
+    }
+    base.update(overrides)
+    return load_classify_config(None, [f"{k}={v}" for k, v in base.items()])
+
+
+def run(cfg: ClassifyConfig, path, data_root, resume: bool = False):
+    return train_classifier(cfg, path, data_root, resume=resume, progress=False,
+                            tensorboard=False)  # fmt: skip
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(path / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_short_training_beats_chance_by_a_wide_margin(data_root, tmp_path):
+    overrides = {"data.train_subset": 2000, "data.augment": "false", "optim.epochs": 3,
+                 "optim.batch_size": 32}  # fmt: skip
+    cfg = tiny(**overrides)
+    result = run(cfg, tmp_path / "run", data_root)
+    assert result.test_accuracy > 50.0, f"{result.test_accuracy:.1f}% is too close to 10%"
+
+
+def test_resume_continues_exactly(data_root, tmp_path):
+    run(tiny(), tmp_path / "straight", data_root)
+    run(tiny(**{"optim.epochs": 1}), tmp_path / "split", data_root)
+    run(tiny(), tmp_path / "split", data_root, resume=True)
+    straight, split = weights(tmp_path / "straight/final"), weights(tmp_path / "split/final")
+    assert straight.keys() == split.keys()
+    for key in straight:
+        assert torch.equal(straight[key], split[key]), key
+
+
+def test_swa_averages_the_epochs_and_recomputes_batchnorm(data_root, tmp_path):
+    # SWA at the run's own constant learning rate leaves the trajectory unchanged, so the
+    # average of epochs 1 and 2 is the mean of the two plain runs' final parameters.
+    run(tiny(), tmp_path / "two", data_root)
+    run(tiny(**{"optim.epochs": 3}), tmp_path / "three", data_root)
+    swa = tiny(**{"optim.epochs": 3, "swa.start_epoch": 1, "swa.lr": 0.05})
+    result = run(swa, tmp_path / "swa", data_root)
+    two, three = weights(tmp_path / "two/final"), weights(tmp_path / "three/final")
+    model, _, meta = load_classifier(tmp_path / "swa/final")
+    averaged = model.state_dict()
+    for name, _ in model.named_parameters():
+        torch.testing.assert_close(averaged[name], (two[name] + three[name]) / 2)
+    assert "embedding" in " ".join(n for n, _ in model.named_parameters())
+    bn = [n for n in averaged if n.endswith("running_var")]
+    assert bn and not torch.equal(averaged[bn[0]], three[bn[0]])  # recomputed for the average
+    assert meta["metrics"]["swa"] is True
+    assert result.test_accuracy == meta["metrics"]["test_accuracy"]
+
+
+def test_export_gives_a_plain_network_with_the_same_outputs(data_root, tmp_path):
+    run(tiny(**{"model.hyper": "stage", "optim.epochs": 1}), tmp_path / "run", data_root)
+    report = export_checkpoint(tmp_path / "run/final", tmp_path / "plain", data_root)
+    assert report["max_abs_diff"] < 1e-5
+    assert report["test_params"] < report["train_params"]
+    plain, cfg, meta = load_classifier(tmp_path / "plain")
+    assert cfg.model.hyper == "none"
+    assert sum(p.numel() for p in plain.parameters()) == report["test_params"]
+    assert meta["exported_from"].endswith("final")
+
+
+def test_compressed_network_saves_no_embeddings_and_reloads_exactly(data_root, tmp_path):
+    cfg = tiny(**{"model.hyper": "stage", "model.frozen_seed": 7, "optim.epochs": 1})
+    result = run(cfg, tmp_path / "run", data_root)
+    stored = weights(tmp_path / "run/final")
+    assert not any("embedding" in key for key in stored)
+    assert any(key.startswith("hypernets.") for key in stored)
+    model, _, meta = load_classifier(tmp_path / "run/final")
+    assert meta["parameters"]["train"] == sum(p.numel() for p in model.parameters())
+    assert meta["metrics"]["test_accuracy"] == result.test_accuracy
+    assert main(["eval", str(tmp_path / "run/final"), "--json", str(tmp_path / "r.json")]) == 0
+    assert f'"accuracy": {result.test_accuracy}' in (tmp_path / "r.json").read_text()
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_epoch(data_root, tmp_path,
+                                                                     monkeypatch):  # fmt: skip
+    import hypermaml.training.classify as classify
+
+    real = classify.generated_weight_penalty
+    calls = {"n": 0}
+
+    def poisoned(model):
+        calls["n"] += 1
+        value = real(model)
+        return value * float("nan") if calls["n"] > 4 else value  # epoch 0 has 4 steps
+
+    monkeypatch.setattr(classify, "generated_weight_penalty", poisoned)
+    with pytest.raises(TrainingError, match="epoch 1.*--resume"):
+        run(tiny(), tmp_path / "run", data_root)
+    assert read_meta(tmp_path / "run/last")[1]["epoch"] == 0
+
+
+def test_existing_run_and_other_config_are_refused(data_root, tmp_path):
+    run(tiny(**{"optim.epochs": 1}), tmp_path / "run", data_root)
+    with pytest.raises(TrainingError, match="--resume"):
+        run(tiny(), tmp_path / "run", data_root)
+    with pytest.raises(CheckpointError, match="another config"):
+        run(tiny(**{"optim.lr": 0.01}), tmp_path / "run", data_root, resume=True)
+
+
+def test_few_shot_and_classifier_checkpoints_are_not_confused(data_root, tmp_path, capsys):
+    run(tiny(**{"optim.epochs": 1}), tmp_path / "run", data_root)
+    with pytest.raises(CheckpointError, match="hypermaml classify"):
+        load_checkpoint(tmp_path / "run/final")
+    assert main(["train", "--resume", "--out", str(tmp_path / "run")]) == 2
+    assert "hypermaml classify --resume" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="not a classifier"):
+        load_classifier("checkpoints/omniglot_5w1s_protonet")
+
+
+def test_bad_swa_start_and_subset_are_refused(data_root, tmp_path):
+    with pytest.raises(ValueError, match="swa.start_epoch"):
+        run(tiny(**{"swa.start_epoch": 5}), tmp_path / "a", data_root)
+    with pytest.raises(ValueError, match="train_subset"):
+        run(tiny(**{"data.train_subset": 10**6}), tmp_path / "b", data_root)
