@@ -94,12 +94,23 @@ def test_missing_data_names_the_file_to_put_in_place(tmp_path, capsys, monkeypat
 
 
 def test_every_shipped_config_loads():
+    """Few-shot configs and classification ones (``classify_*.yaml``), whose networks build."""
+    import torch
+
+    from hypermaml.classify_config import load_classify_config
     from hypermaml.config import load_config
+    from hypermaml.models.resnets import build_classifier
 
     configs = sorted(CONFIGS.glob("*.yaml"))
-    assert len(configs) >= 15
+    classify = [p for p in configs if p.name.startswith("classify_")]
+    assert len(configs) - len(classify) >= 15 and len(classify) >= 10
     for path in configs:
-        load_config(path)
+        if path in classify:
+            m = load_classify_config(path).model
+            with torch.device("meta"):
+                build_classifier(m.arch, 3, 10, m.hyper, m.hyper_bias, m.frozen_seed)
+        else:
+            load_config(path)
 
 
 def test_analyze_updates_on_the_reference_checkpoints(data_root_path, tmp_path, capsys):

@@ -17,7 +17,11 @@ from .config import _build, load_typed
 
 @dataclass
 class ClassifyDataConfig:
-    dataset: Literal["fashion_mnist", "cifar10", "cifar100"] = "fashion_mnist"
+    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "omniglot", "cross_char"] = (
+        "fashion_mnist"
+    )
+    """omniglot and cross_char: the training classes of those few-shot datasets, for
+    pre-training an encoder (``hypermaml train --init RUN/final``)."""
     train_subset: int | None = None
     """Train on this many training images (a class-balanced sample drawn from ``train.seed``)
     instead of all of them: equal, smaller budgets for a grid of runs on a small machine."""

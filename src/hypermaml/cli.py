@@ -323,7 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: best/, last/, metrics.csv, tb/")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--init", help="start from the weights of this checkpoint (same method)")
+    p.add_argument(
+        "--init",
+        help="start from the weights of this checkpoint (same method), or from the encoder of a "
+        "classifier pre-trained with hypermaml classify",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_args(p)
     p.set_defaults(func=cmd_train)

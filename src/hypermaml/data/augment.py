@@ -39,6 +39,10 @@ DEFAULT_AUGMENT = {
     "cifar10": Augment(padding=4, flip=True),
     "cifar100": Augment(padding=4, flip=True),
     "fashion_mnist": Augment(padding=2, flip=True),
+    # Characters: a mirrored one is another character, and zero padding would frame the white
+    # page in black, so none by default.
+    "omniglot": Augment(padding=0, flip=False),
+    "cross_char": Augment(padding=0, flip=False),
 }
 
 

@@ -6,6 +6,13 @@
 | cifar10       | 50,000 (5,000 / class) | 10,000 (1,000 / class) | 3 x 32 x 32, RGB  | 10      |
 | cifar100      | 50,000 (500 / class)   | 10,000 (100 / class)   | 3 x 32 x 32, RGB  | 100     |
 
+| omniglot      | 17 images / class      | the other 3 / class    | 1 x 28 x 28, gray | 4,112   |
+| cross_char    | 17 images / class      | the other 3 / class    | 1 x 28 x 28, gray | 1,597   |
+
+The last two are the *training classes* of the few-shot datasets of the same names (Vinyals
+train with rotations; every Omniglot character but the Latin alphabet), for
+pre-training an encoder before meta-training (the HyperResNets paper's MAML recipe); their test
+split holds other images of the same classes, never a validation or test class.
 CIFAR-100 uses its 100 fine labels. There is no validation split: the papers report test accuracy
 (the HyperResNets paper calls it "validation"); hold out part of train yourself if you need one.
 Images stay uint8 in memory; ``augment.batches`` converts them to float one batch at a time.
@@ -23,7 +30,9 @@ from .cifar import load_cifar
 from .fashion_mnist import load_fashion_mnist
 from .files import DataError, data_dir
 
-CLASSIFICATION_DATASETS = ("fashion_mnist", "cifar10", "cifar100")
+CLASSIFICATION_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "omniglot", "cross_char")
+PRETRAIN_TEST_IMAGES = 3
+"""Images per class held out as the test split of a few-shot dataset's training classes."""
 CLASSIFICATION_SPLITS = ("train", "test")
 
 
@@ -81,8 +90,24 @@ def load_classification(
     if split not in CLASSIFICATION_SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {list(CLASSIFICATION_SPLITS)}")
     root = data_dir(root)
-    if name == "fashion_mnist":
+    if name in ("omniglot", "cross_char"):
+        images, labels, class_names = _training_classes(name, split, root)
+    elif name == "fashion_mnist":
         images, labels, class_names = load_fashion_mnist(root, split)
     else:
         images, labels, class_names = load_cifar(root, name, split)
     return LabelledImages(name, split, images, labels, class_names)
+
+
+def _training_classes(
+    name: str, split: str, root: Path
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The few-shot training classes of ``name`` as a labelled set (see the table above)."""
+    from .datasets import load_split
+
+    classes = load_split(name, "train", root)
+    images = classes.images  # [n_classes, n_per_class, C, H, W]
+    keep = classes.n_per_class - PRETRAIN_TEST_IMAGES
+    images = images[:, :keep] if split == "train" else images[:, keep:]
+    labels = torch.arange(classes.n_classes).repeat_interleave(images.shape[1])
+    return images.flatten(0, 1).contiguous(), labels, classes.class_names

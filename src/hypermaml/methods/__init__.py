@@ -14,7 +14,10 @@ def build_method(cfg: ExperimentConfig, in_channels: int, image_size: int) -> Me
     bn_steps = 1
     if isinstance(method, MAMLConfig):  # one BatchNorm set per inner step and one for the query
         bn_steps = max(method.inner_steps, method.inner_steps_test or 0) + 1
-    encoder = build_backbone(cfg.model.backbone, in_channels, image_size, cfg.model.bn, bn_steps)
+    model = cfg.model
+    encoder = build_backbone(
+        model.backbone, in_channels, image_size, model.bn, bn_steps, model.hyper
+    )
     if isinstance(method, HyperMAMLConfig):
         return HyperMAML(encoder, n_way, method)
     if isinstance(method, MAMLConfig):

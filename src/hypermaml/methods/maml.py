@@ -66,8 +66,20 @@ class MAML(Method):
         return self.cfg.inner_steps
 
     def adapted_names(self) -> list[str]:
+        """Names of the parameters the inner loop changes (``cfg.adapt``)."""
         names = [n for n, _ in self.net.named_parameters()]
-        return names if self.cfg.adapt == "all" else [n for n in names if n.startswith("head.")]
+        if self.cfg.adapt == "all":
+            return names
+        head = [n for n in names if n.startswith("head.")]
+        if self.cfg.adapt == "head":
+            return head
+        embeddings = [n for n in names if n.endswith(".embedding")]
+        if not embeddings:
+            raise ValueError(
+                "method.adapt=embeddings needs a hyper backbone with trainable layer embeddings "
+                "(model.hyper: stage or layer, without frozen embeddings)"
+            )
+        return embeddings + head
 
     def tasks_are_independent(self) -> bool:
         return super().tasks_are_independent() and self.net.calls_are_independent()

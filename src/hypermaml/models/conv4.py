@@ -158,11 +158,26 @@ class Conv4(nn.Module):
 
 
 def build_backbone(
-    name: str, in_channels: int, image_size: int, bn: BNPolicy, bn_steps: int = 1
-) -> Conv4:
-    """The encoder named in a config (``model.backbone``)."""
-    if name == "conv4":
+    name: str,
+    in_channels: int,
+    image_size: int,
+    bn: BNPolicy,
+    bn_steps: int = 1,
+    hyper: str = "none",
+) -> nn.Module:
+    """The encoder named in a config (``model.backbone``, ``model.hyper``): the fast Conv4 for
+    plain ``conv4``/``conv4pool``; HyperConv4 and (Hyper)ResNet-12 as grouped encoders."""
+    if name == "conv4" and hyper == "none":
         return Conv4(in_channels, image_size, bn=bn, bn_steps=bn_steps)
-    if name == "conv4pool":
+    if name == "conv4pool" and hyper == "none":
         return Conv4(in_channels, image_size, bn=bn, pool=True, bn_steps=bn_steps)
-    raise ValueError(f"unknown backbone {name!r}; choose 'conv4' or 'conv4pool'")
+    if name in ("conv4", "resnet12"):
+        from .grouped import GroupedEncoder
+        from .resnets import build_classifier
+
+        net = build_classifier(name, in_channels, 0, hyper, image_size=image_size)
+        return GroupedEncoder(net, bn)
+    raise ValueError(
+        f"unknown backbone {name!r} (hyper {hyper!r}); choose conv4, conv4pool (plain only) "
+        f"or resnet12"
+    )

@@ -279,7 +279,9 @@ def resnet12(**kwargs: Any) -> ResNet12:
     return ResNet12(**kwargs)
 
 
-ARCHS = "resnet12, resnet18, resnet34, wrn_<depth>_<k> (depth = 6n + 4: wrn_16_2, wrn_28_4, ...)"
+ARCHS = (
+    "conv4, resnet12, resnet18, resnet34, wrn_<depth>_<k> (depth = 6n + 4: wrn_16_2, wrn_28_4, ...)"
+)
 _FIXED = {"resnet12": resnet12, "resnet18": resnet18, "resnet34": resnet34}
 _WRN = re.compile(r"wrn[_-](\d+)[_-](\d+)")
 
@@ -291,13 +293,19 @@ def build_classifier(
     hyper: HyperMode = "none",
     hyper_bias: bool = False,
     frozen_seed: int | None = None,
+    image_size: int = 28,
 ) -> ResidualNetwork:
-    """The network named ``arch`` (``resnet18``, ``wrn_28_4``, ...) with ``num_classes`` logits."""
+    """The network named ``arch`` (``resnet18``, ``wrn_28_4``, ...) with ``num_classes`` logits;
+    ``image_size`` matters only to ``conv4``, whose features are the flattened final map."""
     kwargs = dict(
         in_channels=in_channels, num_classes=num_classes, hyper=hyper, hyper_bias=hyper_bias,
         frozen_seed=frozen_seed,
     )  # fmt: skip
     name = arch.lower()
+    if name == "conv4":
+        from .conv4net import Conv4Net
+
+        return Conv4Net(image_size=image_size, **kwargs)
     if name in _FIXED:
         return _FIXED[name](**kwargs)
     match = _WRN.fullmatch(name)

@@ -26,7 +26,8 @@ def load_classifier(
             f"written by hypermaml classify (RUN/final)"
         )
     cfg = ClassifyConfig.from_dict(meta["config"])
-    model = build_network(cfg, meta["image_shape"][0], meta["num_classes"])
+    channels, size, _ = meta["image_shape"]
+    model = build_network(cfg, channels, meta["num_classes"], size)
     state = read_weights(path)
     expected = set(model.state_dict())
     if set(state) != expected:

@@ -45,10 +45,12 @@ class ClassifyResult:
     test_params: int
 
 
-def build_network(cfg: ClassifyConfig, in_channels: int, num_classes: int) -> nn.Module:
+def build_network(
+    cfg: ClassifyConfig, in_channels: int, num_classes: int, image_size: int
+) -> nn.Module:
     m = cfg.model
     return build_classifier(m.arch, in_channels, num_classes, m.hyper, m.hyper_bias,
-                            m.frozen_seed)  # fmt: skip
+                            m.frozen_seed, image_size)  # fmt: skip
 
 
 def class_balanced_subset(data: LabelledImages, n: int, seed: int) -> LabelledImages:
@@ -139,7 +141,8 @@ def train_classifier(
     mean, std = _channel_stats(train_data)
 
     torch.manual_seed(cfg.run.seed)
-    model = build_network(cfg, train_data.images.shape[1], len(train_data.class_names))
+    channels, size = train_data.images.shape[1:3]
+    model = build_network(cfg, channels, len(train_data.class_names), size)
     model = model.to(device)
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, o.milestones, gamma=o.gamma)

@@ -17,7 +17,14 @@ from ..data import EpisodeSampler, TaskBatch, load_split
 from ..evaluation import evaluate
 from ..methods import Method, build_method
 from ..parallel import TaskParallel
-from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
+from .checkpoint import (
+    CLASSIFIER,
+    CheckpointError,
+    load_checkpoint,
+    load_train_state,
+    read_meta,
+    save_checkpoint,
+)
 from .logs import MetricLog
 
 VAL_SEED = 1_000_003
@@ -115,7 +122,8 @@ def train(
     """Meta-train the method of ``cfg``, writing ``run_dir/{best,last}`` and logs.
 
     ``init``: a checkpoint of the same method and shapes whose weights start the run (a second
-    training stage, or a pre-trained encoder); the optimiser and schedule start afresh.
+    training stage), or a classifier of ``hypermaml classify`` whose encoder weights start the
+    method's encoder (pre-training); the optimiser and schedule start afresh.
     """
     run_dir = Path(run_dir)
     last = run_dir / "last"
@@ -137,7 +145,11 @@ def train(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, tc.milestones, gamma=tc.gamma)
     start_epoch, best_acc, best_epoch = 0, -math.inf, -1
     seconds_before = 0.0  # wall time of earlier sessions of a resumed run
-    if init is not None and not resume:
+    if init is not None and not resume and read_meta(init)[1]["method"] == CLASSIFIER:
+        from .pretrained import load_pretrained_encoder
+
+        load_pretrained_encoder(method, init, cfg.model.backbone, cfg.model.hyper)
+    elif init is not None and not resume:
         start = load_checkpoint(init, device, expect_method=cfg.method.name)
         try:
             method.load_state_dict(start.method.state_dict())
