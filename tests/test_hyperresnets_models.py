@@ -15,6 +15,7 @@ from hypermaml.models.hyperconv import (
     HyperConv2d,
     HyperNetwork,
     generated_weight_penalty,
+    hyper_layers,
     parameter_groups,
 )
 from hypermaml.models.resnets import CifarResNet, ResNet12, WideResNet, build_classifier
@@ -332,3 +333,35 @@ def test_variant_2_wrn_counts_follow_the_design(arch, train):
     plain = count_parameters(model)[1]
     assert plain + sum(m.in_channels**2 * 9 for m in hyper) == train
     assert count_parameters(model) == (train, plain)
+
+
+def test_generate_once_shares_the_weights_of_forward_and_penalty_with_equal_gradients():
+    from hypermaml.models.hyperconv import generate_once
+
+    torch.manual_seed(0)
+    model = build_classifier("wrn_10_1", 1, 3, hyper="stage").double()
+    x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
+    calls = []
+    for hypernet in model.modules():
+        if isinstance(hypernet, HyperNetwork):
+            hypernet.register_forward_hook(lambda *_: calls.append(1))
+
+    def step(cached: bool) -> list[torch.Tensor]:
+        model.zero_grad()
+        calls.clear()
+        if cached:
+            with generate_once(model):
+                loss = model(x).square().sum() + 0.1 * generated_weight_penalty(model)
+        else:
+            loss = model(x).square().sum() + 0.1 * generated_weight_penalty(model)
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    plain_grads = step(cached=False)
+    n_layers = len(hyper_layers(model))
+    assert len(calls) == 2 * n_layers
+    cached_grads = step(cached=True)
+    assert len(calls) == n_layers
+    for a, b in zip(plain_grads, cached_grads):
+        torch.testing.assert_close(a, b)
+    assert all(layer._memo is None for layer in hyper_layers(model))  # nothing kept after

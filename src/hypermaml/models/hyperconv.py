@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -130,10 +132,17 @@ class HyperConv2d(nn.Module):
                 frozen.copy_(torch.randn(shape, generator=g, device="cpu") * std)
             self.register_buffer("embedding", frozen, persistent=False)
 
+    _memo: dict[str, torch.Tensor] | None = None
+
     @property
     def weight(self) -> torch.Tensor:
-        """The generated weight [C_out, C_in, k, k], recomputed (with autograd) on every access."""
-        return self.hypernet(self.embedding)
+        """The generated weight [C_out, C_in, k, k], recomputed (with autograd) on every access,
+        or once per ``generate_once`` block."""
+        if self._memo is None:
+            return self.hypernet(self.embedding)
+        if "weight" not in self._memo:
+            self._memo["weight"] = self.hypernet(self.embedding)
+        return self._memo["weight"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight, None, self.stride, self.padding)
@@ -151,6 +160,21 @@ class HyperConv2d(nn.Module):
 def hyper_layers(model: nn.Module) -> list[HyperConv2d]:
     """Every HyperConv2d of ``model``, in module order."""
     return [m for m in model.modules() if isinstance(m, HyperConv2d)]
+
+
+@contextmanager
+def generate_once(model: nn.Module) -> Iterator[None]:
+    """Within the block every HyperConv2d of ``model`` generates its weight once: a training
+    step's forward pass and ``generated_weight_penalty`` then share the generated tensors (and
+    their backward) instead of generating every weight twice."""
+    layers = hyper_layers(model)
+    for layer in layers:
+        layer._memo = {}
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._memo = None
 
 
 def generated_weight_penalty(model: nn.Module) -> torch.Tensor:

@@ -25,7 +25,7 @@ from ..classify_config import ClassifyConfig
 from ..data.augment import batches, channel_stats
 from ..data.classification import LabelledImages, load_classification
 from ..models.export import count_parameters
-from ..models.hyperconv import generated_weight_penalty, parameter_groups
+from ..models.hyperconv import generate_once, generated_weight_penalty, parameter_groups
 from ..models.resnets import build_classifier
 from .checkpoint import CLASSIFIER, CheckpointError, load_train_state, read_meta, write_checkpoint
 from .logs import MetricLog
@@ -225,9 +225,10 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Label
     for x, y in batches(data, cfg.optim.batch_size, mean, std, generator=generator,
                         augment=cfg.data.augment):  # fmt: skip
         x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        penalty = generated_weight_penalty(model) if cfg.optim.hyper_reg else None
+        with generate_once(model):  # the penalty reuses the forward pass's generated weights
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            penalty = generated_weight_penalty(model) if cfg.optim.hyper_reg else None
         total = loss + cfg.optim.hyper_reg * penalty if penalty is not None else loss
         if not math.isfinite(total.item()):
             raise TrainingError(
