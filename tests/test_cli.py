@@ -161,3 +161,12 @@ def test_bench_adapt_times_and_scores_every_step_count(data_root_path, tmp_path,
 def test_bench_adapt_needs_a_checkpoint(capsys):
     assert main(["bench", "adapt"]) == 2
     assert "--maml" in capsys.readouterr().err
+
+
+def test_params_prints_the_paper_counts(capsys):
+    code = main(["params", "--archs", "resnet18,wrn_28_4", "--hyper", "none,stage,layer",
+                 "--compressed"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "resnet18 (layer)" in out and "21,385,290" in out  # the paper: 21.4M
+    assert "6,623,194" in out and "1,204,186" in out  # Hyper-WRN-28-4 (1): 6.6M; (C): 1.22M

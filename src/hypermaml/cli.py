@@ -163,6 +163,27 @@ def _eval_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_params(args: argparse.Namespace) -> int:
+    """Trained and exported parameter counts of plain and hyper networks (HyperResNets tables)."""
+    import torch
+
+    from .models.export import count_parameters
+    from .models.resnets import build_classifier
+
+    print(f"{'network':<30} {'trained':>12} {'after export':>13}")
+    for arch in args.archs.split(","):
+        for hyper in args.hyper.split(","):
+            seeds = [None, 0] if args.compressed and hyper == "stage" else [None]
+            for seed in seeds:
+                with torch.device("meta"):  # shapes only, nothing allocated
+                    net = build_classifier(arch, args.channels, args.classes, hyper,
+                                           frozen_seed=seed)  # fmt: skip
+                train, test = count_parameters(net)
+                name = f"{arch} ({hyper}{', compressed' if seed is not None else ''})"
+                print(f"{name:<30} {train:>12,} {test:>13,}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "adapt":
         return _bench_adapt(args)
@@ -425,6 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with the data files (default: $HYPERMAML_DATA, else ~/.cache/hypermaml)",
     )
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("params", help="trained and exported parameter counts of (hyper) ResNets")
+    p.add_argument("--archs", default="resnet18,resnet34,wrn_28_4,wrn_40_2,wrn_16_2,conv4")
+    p.add_argument("--hyper", default="none,stage,layer", help="comma list of none, stage, layer")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument(
+        "--compressed", action="store_true", help="also variant 1 with frozen embeddings"
+    )
+    p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("demo", help="the 2-D toy of the paper's Figure 1: MAML vs HyperMAML")
     p.add_argument("--out", default="runs/demo", help="folder for the figure and the JSON")
