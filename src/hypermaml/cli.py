@@ -18,32 +18,35 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .training import train
-    from .training.checkpoint import read_meta
+def _run_config(args: argparse.Namespace, classifier: bool):
+    """The config of ``train``/``classify``: the CONFIG file, or the one stored in ``--out``'s
+    last checkpoint when resuming without one; ``--set`` and ``--device`` applied on top."""
+    from .classify_config import ClassifyConfig
+    from .config import ExperimentConfig, apply_overrides, load_typed
+    from .training.checkpoint import CLASSIFIER, read_meta
 
+    cls = ClassifyConfig if classifier else ExperimentConfig
     overrides = list(args.set or [])
     if args.device:
-        overrides.append(f"train.device={args.device}")
-    if args.config is None:
-        if not args.resume:
-            raise ConfigError(
-                "give a CONFIG file (see configs/), or --resume an existing --out run"
-            )
-        _, meta = read_meta(Path(args.out) / "last")
-        from .config import ExperimentConfig, apply_overrides
-        from .training.checkpoint import CLASSIFIER
+        overrides.append(f"{'run' if classifier else 'train'}.device={args.device}")
+    if args.config is not None:
+        return load_typed(cls, args.config, overrides)
+    if not args.resume:
+        raise ConfigError("give a CONFIG file (see configs/), or --resume an existing --out run")
+    _, meta = read_meta(Path(args.out) / "last")
+    if (meta["method"] == CLASSIFIER) != classifier:
+        command = "train" if classifier else "classify"
+        raise ConfigError(
+            f"{args.out} is a {meta['method']} run, not one of this command; continue it with "
+            f"hypermaml {command} --resume --out {args.out}"
+        )
+    return cls.from_dict(apply_overrides(meta["config"], overrides))
 
-        if meta["method"] == CLASSIFIER:
-            raise ConfigError(
-                f"{args.out} is a classifier run; continue it with "
-                f"hypermaml classify --resume --out {args.out}"
-            )
 
-        cfg = ExperimentConfig.from_dict(apply_overrides(meta["config"], overrides))
-    else:
-        cfg = load_config(args.config, overrides)
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    cfg = _run_config(args, classifier=False)
     result = train(
         cfg, args.out, args.data_dir, resume=args.resume, progress=not args.quiet, init=args.init
     )
@@ -101,28 +104,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from .classify_config import ClassifyConfig, load_classify_config
-    from .config import apply_overrides
-    from .training.checkpoint import CLASSIFIER, read_meta
     from .training.classify import train_classifier
 
-    overrides = list(args.set or [])
-    if args.device:
-        overrides.append(f"run.device={args.device}")
-    if args.config is None:
-        if not args.resume:
-            raise ConfigError(
-                "give a CONFIG file (see configs/), or --resume an existing --out run"
-            )
-        _, meta = read_meta(Path(args.out) / "last")
-        if meta["method"] != CLASSIFIER:
-            raise ConfigError(
-                f"{args.out} is a few-shot {meta['method']} run; continue it with "
-                f"hypermaml train --resume --out {args.out}"
-            )
-        cfg = ClassifyConfig.from_dict(apply_overrides(meta["config"], overrides))
-    else:
-        cfg = load_classify_config(args.config, overrides)
+    cfg = _run_config(args, classifier=True)
     result = train_classifier(cfg, args.out, args.data_dir, resume=args.resume,
                               progress=not args.quiet)  # fmt: skip
     print(
@@ -153,8 +137,11 @@ def _eval_classifier(args: argparse.Namespace) -> int:
     from .training.classifier_io import score_classifier
 
     report = score_classifier(args.checkpoint, args.data_dir, pick_device(args.device or "auto"))
+    where = f"{report['dataset']}/test"
+    if report["dataset"] in ("omniglot", "cross_char"):  # pre-training data
+        where = f"held-out images of the {report['dataset']} training classes"
     print(
-        f"{report['arch']} (hyper {report['hyper']}) on {report['dataset']}/test: "
+        f"{report['arch']} (hyper {report['hyper']}) on {where}: "
         f"{report['accuracy']:.2f}% of {report['n_images']:,} images"
     )
     if args.json:

@@ -161,20 +161,26 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: its stored config is invalid ({exc})") from exc
     channels, size, _ = meta["image_shape"]
     method = build_method(config, channels, size)
+    load_weights_into(method, path, f"{meta['method']} model")
+    return Checkpoint(method.to(device), config, meta, path)
+
+
+def load_weights_into(module: torch.nn.Module, path: Path, what: str) -> None:
+    """Load ``path/model.safetensors`` into ``module`` (the ``what`` its config describes),
+    refusing, with the names, weights that belong to another model."""
     state = read_weights(path)
-    expected = set(method.state_dict())
+    expected = set(module.state_dict())
     missing, unexpected = expected - set(state), set(state) - expected
     if missing or unexpected:
         raise CheckpointError(
-            f"{path / WEIGHTS} does not fit the {meta['method']} model of its config "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}): the weights "
-            f"belong to another model"
+            f"{path / WEIGHTS} does not fit the {what} of its config (missing "
+            f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}): the weights belong "
+            f"to another model"
         )
     try:
-        method.load_state_dict(state)
+        module.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path / WEIGHTS} does not fit its config: {exc}") from exc
-    return Checkpoint(method.to(device), config, meta, path)
 
 
 def load_train_state(path: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from torch import nn
 from ..classify_config import ClassifyConfig
 from ..data.classification import load_classification
 from ..models.export import count_parameters, to_plain
-from .checkpoint import CLASSIFIER, CheckpointError, read_meta, read_weights, write_checkpoint
+from .checkpoint import CLASSIFIER, CheckpointError, load_weights_into, read_meta, write_checkpoint
 from .classify import build_network, test_accuracy
 
 
@@ -28,18 +28,7 @@ def load_classifier(
     cfg = ClassifyConfig.from_dict(meta["config"])
     channels, size, _ = meta["image_shape"]
     model = build_network(cfg, channels, meta["num_classes"], size)
-    state = read_weights(path)
-    expected = set(model.state_dict())
-    if set(state) != expected:
-        raise CheckpointError(
-            f"{path} does not fit the {cfg.model.arch} (hyper {cfg.model.hyper}) of its config: "
-            f"missing {sorted(expected - set(state))[:3]}, unexpected "
-            f"{sorted(set(state) - expected)[:3]}"
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit the network of its config: {exc}") from exc
+    load_weights_into(model, path, f"{cfg.model.arch} (hyper {cfg.model.hyper})")
     return model.to(device).eval(), cfg, meta
 
 
