@@ -15,6 +15,25 @@ from hypermaml.training.classifier_io import export_checkpoint, load_classifier
 from hypermaml.training.classify import train_classifier
 
 
+@pytest.fixture(autouse=True)
+def small_test_split(monkeypatch):
+    """Score on the first 2,000 test images: these tests check behaviour, not accuracy, and the
+    full 10,000 would take most of their time."""
+    import hypermaml.training.classifier_io as classifier_io
+    import hypermaml.training.classify as classify
+    from hypermaml.data import LabelledImages, load_classification
+
+    def load(name, split, root=None):
+        data = load_classification(name, split, root)
+        if split != "test":
+            return data
+        return LabelledImages(data.name, split, data.images[:2000], data.labels[:2000],
+                              data.class_names)  # fmt: skip
+
+    monkeypatch.setattr(classify, "load_classification", load)
+    monkeypatch.setattr(classifier_io, "load_classification", load)
+
+
 def tiny(**overrides) -> ClassifyConfig:
     """WRN-10-1 on 200 Fashion-MNIST images, one thread, constant learning rate."""
     base = {
