@@ -138,7 +138,8 @@ def test_pretrained_classifier_starts_the_encoder(data_root, tmp_path, hyper):
     # the encoder now computes the classifier's features (transductive BatchNorm on both)
     from hypermaml.training.classifier_io import load_classifier
 
-    net, _, _ = load_classifier(tmp_path / "pre/final")
+    net, _, meta = load_classifier(tmp_path / "pre/final")
+    assert meta["normalisation"] == {"mean": [0.0], "std": [1.0]}  # as the few-shot methods feed
     net.train()  # batch statistics, as the transductive encoder uses
     x = torch.rand(1, 10, 1, 28, 28)
     with torch.no_grad():
