@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 HYPERMAML_DATA ?= $(abspath ../shared/data)
 export HYPERMAML_DATA
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean fmnist-grid
 
 $(BIN)/hypermaml: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,18 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The HyperResNets ablation grid on Fashion-MNIST, one run per configs/classify_fmnist_*.yaml;
+# finished runs are skipped and interrupted ones resumed. GRID_SET passes overrides to every run,
+# e.g. make fmnist-grid GRID_SET="--set data.train_subset=10000 --set run.threads=2".
+GRID_SET ?=
+fmnist-grid: install
+	@for c in configs/classify_fmnist_*.yaml; do \
+	  n=$$(basename $$c .yaml); \
+	  if [ -d runs/$$n/final ]; then echo "$$n: done"; \
+	  elif [ -d runs/$$n/last ]; then $(BIN)/hypermaml classify --resume --out runs/$$n --quiet || exit 1; \
+	  else $(BIN)/hypermaml classify $$c --out runs/$$n $(GRID_SET) --quiet || exit 1; fi; \
+	done
 
 lint: install
 	$(BIN)/ruff check src tests
