@@ -130,3 +130,26 @@ def test_checkpoint_stores_full_config_and_versions(data_root, tmp_path):
     assert meta["method"] == "protonet"
     assert {"torch", "hypermaml", "python"} <= set(meta["versions"])
     assert "val_accuracy" in meta["metrics"]
+
+
+def test_one_thread_trains_single_threaded_and_restores_the_count(data_root, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
+    import hypermaml.training.trainer as trainer
+
+    seen = []
+    real = trainer.meta_step
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "meta_step", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train(tiny_config(epochs=1, threads=1), tmp_path / "run", data_root, progress=False,
+              tensorboard=False)  # fmt: skip
+        assert seen and set(seen) == {1}  # no idle intra-op threads beside the one worker
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

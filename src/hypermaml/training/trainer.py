@@ -186,53 +186,62 @@ def train(
     started = time.perf_counter()
     epochs = range(start_epoch, tc.epochs)
     bar = tqdm(epochs, desc=f"{cfg.method.name} {dc.dataset}", disable=not progress, unit="epoch")
-    with parallel:  # worker threads for the whole run, evaluation included
-        for epoch in bar:
-            method.train()
-            method.set_epoch(epoch)
-            total_loss, total_acc = 0.0, 0.0
-            for step in range(steps):
-                batch = sampler.sample(tc.meta_batch).to(device)
-                loss, accuracy = meta_step(method, optimizer, batch, parallel)
-                if not math.isfinite(loss):
-                    raise TrainingError(
-                        f"the training loss became {loss} at epoch {epoch}, step {step}. "
-                        f"Lower train.lr (now {scheduler.get_last_lr()[0]:g}) and resume from the "
-                        f"last good checkpoint in {last} with --resume."
-                    )
-                total_loss += loss
-                total_acc += accuracy
-            scheduler.step()
-            metrics = {
-                "train_loss": total_loss / steps,
-                "train_accuracy": 100.0 * total_acc / steps,
-                "lr": scheduler.get_last_lr()[0],
-            }
-            if (epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs:
-                val = evaluate(
-                    method, val_data, dc.n_way, dc.n_shot, dc.n_query_test, tc.val_tasks,
-                    seed=VAL_SEED, parallel=parallel,
-                )  # fmt: skip
-                metrics["val_accuracy"], metrics["val_ci95"] = val.accuracy, val.ci95
-            metrics["seconds"] = seconds_before + time.perf_counter() - started
-            log.write(epoch, metrics)
-            if metrics.get("val_accuracy", -math.inf) > best_acc:
-                best_acc, best_epoch = metrics["val_accuracy"], epoch
-                save_checkpoint(run_dir / "best", method, cfg, image_shape, epoch, metrics)
-            train_state = {
-                "epoch": epoch,
-                "best_acc": best_acc,
-                "best_epoch": best_epoch,
-                "seconds": metrics["seconds"],
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "sampler": sampler.generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(),
-                "python_rng": random.getstate(),
-            }
-            save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state)
-            bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", best_val=f"{best_acc:.2f}")
+    threads_before = torch.get_num_threads()
+    if tc.threads and device.type == "cpu":
+        # The run uses this many cores: W task workers run single-threaded, and a single worker
+        # must not leave PyTorch's default of one intra-op thread per core behind it (OpenMP
+        # threads spinning against other processes slow a busy machine several times).
+        torch.set_num_threads(tc.threads)
+    try:
+        with parallel:  # worker threads for the whole run, evaluation included
+            for epoch in bar:
+                method.train()
+                method.set_epoch(epoch)
+                total_loss, total_acc = 0.0, 0.0
+                for step in range(steps):
+                    batch = sampler.sample(tc.meta_batch).to(device)
+                    loss, accuracy = meta_step(method, optimizer, batch, parallel)
+                    if not math.isfinite(loss):
+                        raise TrainingError(
+                            f"the training loss became {loss} at epoch {epoch}, step {step}. "
+                            f"Lower train.lr (now {scheduler.get_last_lr()[0]:g}) and resume "
+                            f"from the last good checkpoint in {last} with --resume."
+                        )
+                    total_loss += loss
+                    total_acc += accuracy
+                scheduler.step()
+                metrics = {
+                    "train_loss": total_loss / steps,
+                    "train_accuracy": 100.0 * total_acc / steps,
+                    "lr": scheduler.get_last_lr()[0],
+                }
+                if (epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs:
+                    val = evaluate(
+                        method, val_data, dc.n_way, dc.n_shot, dc.n_query_test, tc.val_tasks,
+                        seed=VAL_SEED, parallel=parallel,
+                    )  # fmt: skip
+                    metrics["val_accuracy"], metrics["val_ci95"] = val.accuracy, val.ci95
+                metrics["seconds"] = seconds_before + time.perf_counter() - started
+                log.write(epoch, metrics)
+                if metrics.get("val_accuracy", -math.inf) > best_acc:
+                    best_acc, best_epoch = metrics["val_accuracy"], epoch
+                    save_checkpoint(run_dir / "best", method, cfg, image_shape, epoch, metrics)
+                train_state = {
+                    "epoch": epoch,
+                    "best_acc": best_acc,
+                    "best_epoch": best_epoch,
+                    "seconds": metrics["seconds"],
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "sampler": sampler.generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": np.random.get_state(),
+                    "python_rng": random.getstate(),
+                }
+                save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state)
+                bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", best_val=f"{best_acc:.2f}")
+    finally:
+        torch.set_num_threads(threads_before)
     log.close()
     seconds = time.perf_counter() - started
     return TrainResult(
