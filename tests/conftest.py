@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,16 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every download fails, as on a machine without network."""
+    calls = []
+
+    def refuse(url, *args, **kwargs):
+        calls.append(url)
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return calls

@@ -10,7 +10,6 @@ import os
 import pickle
 import struct
 import tarfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ from hypermaml.data.files import DataError, file_digest
 
 FASHION_SKIP = (
     "Fashion-MNIST not found: set HYPERMAML_DATA to the folder holding fashion-mnist/ "
-    "(e.g. /work/shared/data, as the Makefile does)"
+    "(the Makefile points it at the shared data folder)"
 )
 # The gzip header timestamps of the official files. Debian's copy (the one in shared/data)
 # drops the name and timestamp from the gzip header; putting them back gives the official md5.
@@ -98,19 +97,6 @@ def test_fashion_mnist_files_are_the_official_ones(fashion_root):
 
 
 # ---------------------------------------------------------------- offline, IDX errors
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Every download fails, as on a machine without network."""
-    calls = []
-
-    def refuse(url, *args, **kwargs):
-        calls.append(url)
-        raise OSError("network is unreachable (test)")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    return calls
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int | None = None) -> Path:

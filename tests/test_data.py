@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -161,19 +160,6 @@ def test_data_dir_resolution_order(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------- missing and corrupt files
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Every download fails, as on a machine without network."""
-    calls = []
-
-    def refuse(url, *args, **kwargs):
-        calls.append(url)
-        raise OSError("network is unreachable (test)")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    return calls
 
 
 @pytest.fixture
