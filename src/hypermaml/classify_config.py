@@ -7,12 +7,11 @@ every checkpoint, like the few-shot one, so a checkpoint rebuilds its network by
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from .config import _build, load_typed
+from .config import RootConfig, load_typed
 
 
 @dataclass
@@ -76,19 +75,12 @@ class ClassifyRunConfig:
 
 
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(RootConfig):
     data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
     model: ClassifyModelConfig = field(default_factory=ClassifyModelConfig)
     optim: ClassifyOptimConfig = field(default_factory=ClassifyOptimConfig)
     swa: SWAConfig = field(default_factory=SWAConfig)
     run: ClassifyRunConfig = field(default_factory=ClassifyRunConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ClassifyConfig:
-        return _build(cls, raw, "")
 
 
 def load_classify_config(

@@ -112,19 +112,23 @@ class TrainConfig:
     """CPU worker threads, each running whole tasks on one core (default: PyTorch's count)."""
 
 
-@dataclass
-class ExperimentConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=HyperMAMLConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+class RootConfig:
+    """A whole run's config: plain data for the checkpoint, and back with every check."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
+    def from_dict(cls, raw: dict[str, Any]) -> Any:
         return _build(cls, raw, "")
+
+
+@dataclass
+class ExperimentConfig(RootConfig):
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=HyperMAMLConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _check_value(tp: Any, value: Any, where: str) -> Any:
