@@ -31,6 +31,9 @@ class DataConfig:
     """Query images per class in training tasks."""
     n_query_test: int = 15
     """Query images per class in validation and test tasks."""
+    train_stroke: float = 0.0
+    """Training images only: thicken each image's strokes by a random 0..train_stroke pixels
+    (handwriting; ``data/strokes.py``). 0 leaves the images as they are (the papers' setup)."""
 
 
 @dataclass

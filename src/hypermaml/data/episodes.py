@@ -7,7 +7,7 @@ random re-mapping of the dataset's classes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -73,16 +73,26 @@ def check_episode_shape(data: ClassImages, n_way: int, n_shot: int, n_query: int
 class EpisodeSampler:
     """Draws batches of tasks from one split.
 
-    The tasks depend only on (data, n_way, n_shot, n_query, seed): two samplers with the same
-    arguments produce identical tasks, whatever model consumes them.
+    The tasks depend only on (data, n_way, n_shot, n_query, seed, augment): two samplers with
+    the same arguments produce identical tasks, whatever model consumes them.
+
+    ``augment``: a function of (float images [B, N, K+Q, C, H, W], the sampler's generator)
+    returning images of the same shape, applied to every image of a task (training data only).
     """
 
     def __init__(
-        self, data: ClassImages, n_way: int, n_shot: int, n_query: int, seed: int = 0
+        self,
+        data: ClassImages,
+        n_way: int,
+        n_shot: int,
+        n_query: int,
+        seed: int = 0,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
         check_episode_shape(data, n_way, n_shot, n_query)
         self.data, self.n_way, self.n_shot, self.n_query = data, n_way, n_shot, n_query
         self.generator = torch.Generator().manual_seed(seed)
+        self.augment = augment
 
     def sample(self, n_tasks: int) -> TaskBatch:
         """One batch of ``n_tasks`` tasks (float images in [0, 1])."""
@@ -101,6 +111,8 @@ class EpisodeSampler:
         classes, picks = torch.stack(classes), torch.stack(picks)  # [B, N], [B, N, K+Q]
         x = images[classes[:, :, None], picks]  # [B, N, K+Q, C, H, W]
         x = x.float().div_(255.0)
+        if self.augment is not None:
+            x = self.augment(x, g)
         shape = x.shape[3:]
         support_x = x[:, :, :k].reshape(n_tasks, n * k, *shape)
         query_x = x[:, :, k:].reshape(n_tasks, n * q, *shape)

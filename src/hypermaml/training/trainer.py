@@ -13,13 +13,15 @@ import torch
 from tqdm import tqdm
 
 from ..config import ExperimentConfig
-from ..data import EpisodeSampler, TaskBatch, load_split
+from ..data import ClassImages, EpisodeSampler, TaskBatch, load_split
+from ..data.strokes import StrokeAugment
 from ..evaluation import evaluate
 from ..methods import Method, build_method
 from ..parallel import TaskParallel
 from .checkpoint import (
     CLASSIFIER,
     CheckpointError,
+    init_lineage,
     load_checkpoint,
     load_train_state,
     read_meta,
@@ -110,6 +112,14 @@ def meta_step(
     return value, sum(r[1] for r in results)
 
 
+def training_sampler(cfg: ExperimentConfig, data: ClassImages) -> EpisodeSampler:
+    """The sampler of the training tasks: the run's seed, and its augmentation if any."""
+    dc = cfg.data
+    augment = StrokeAugment(dc.train_stroke) if dc.train_stroke > 0 else None
+    return EpisodeSampler(data, dc.n_way, dc.n_shot, dc.n_query, seed=cfg.train.seed,
+                          augment=augment)  # fmt: skip
+
+
 def train(
     cfg: ExperimentConfig,
     run_dir: str | Path,
@@ -136,7 +146,7 @@ def train(
     train_data = load_split(dc.dataset, "train", data_root)
     val_data = load_split(dc.dataset, "val", data_root)
     image_shape = tuple(train_data.images.shape[2:])
-    sampler = EpisodeSampler(train_data, dc.n_way, dc.n_shot, dc.n_query, seed=tc.seed)
+    sampler = training_sampler(cfg, train_data)
     EpisodeSampler(val_data, dc.n_way, dc.n_shot, dc.n_query_test)  # fail early on bad N/K/Q
 
     torch.manual_seed(tc.seed)
@@ -145,6 +155,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, tc.milestones, gamma=tc.gamma)
     start_epoch, best_acc, best_epoch = 0, -math.inf, -1
     seconds_before = 0.0  # wall time of earlier sessions of a resumed run
+    started_from = init_lineage(init) if init is not None and not resume else None
     if init is not None and not resume and read_meta(init)[1]["method"] == CLASSIFIER:
         from .pretrained import load_pretrained_encoder
 
@@ -179,6 +190,7 @@ def train(
         start_epoch = state["epoch"] + 1
         best_acc, best_epoch = state["best_acc"], state["best_epoch"]
         seconds_before = state.get("seconds", 0.0)
+        started_from = ckpt.meta.get("started_from")
         log.truncate_after(start_epoch)
 
     steps = max(1, tc.episodes_per_epoch // tc.meta_batch)
@@ -225,7 +237,8 @@ def train(
                 log.write(epoch, metrics)
                 if metrics.get("val_accuracy", -math.inf) > best_acc:
                     best_acc, best_epoch = metrics["val_accuracy"], epoch
-                    save_checkpoint(run_dir / "best", method, cfg, image_shape, epoch, metrics)
+                    save_checkpoint(run_dir / "best", method, cfg, image_shape, epoch, metrics,
+                                    started_from=started_from)  # fmt: skip
                 train_state = {
                     "epoch": epoch,
                     "best_acc": best_acc,
@@ -238,7 +251,8 @@ def train(
                     "numpy_rng": np.random.get_state(),
                     "python_rng": random.getstate(),
                 }
-                save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state)
+                save_checkpoint(last, method, cfg, image_shape, epoch, metrics, train_state,
+                                started_from)  # fmt: skip
                 bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", best_val=f"{best_acc:.2f}")
     finally:
         torch.set_num_threads(threads_before)
