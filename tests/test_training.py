@@ -153,3 +153,24 @@ def test_one_thread_trains_single_threaded_and_restores_the_count(data_root, tmp
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_run_started_from_a_checkpoint_records_every_stage_and_keeps_it_on_resume(
+    data_root, tmp_path
+):
+    first, second, third = (tmp_path / n for n in ("first", "second", "third"))
+    train(tiny_config("protonet", epochs=1), first, data_root, progress=False, tensorboard=False)
+    assert "started_from" not in json.loads((first / "best" / "checkpoint.json").read_text())
+    train(tiny_config("protonet", epochs=1, lr=0.5), second, data_root, init=first / "best",
+          progress=False, tensorboard=False)  # fmt: skip
+    train(tiny_config("protonet", epochs=1), third, data_root, init=second / "best",
+          progress=False, tensorboard=False)  # fmt: skip
+    train(tiny_config("protonet", epochs=2), third, data_root, resume=True, progress=False,
+          tensorboard=False)  # fmt: skip
+    meta = json.loads((third / "last" / "checkpoint.json").read_text())
+    assert meta["epoch"] == 1
+    stage2 = meta["started_from"]
+    assert stage2["path"] == str(second / "best") and stage2["config"]["train"]["lr"] == 0.5
+    stage1 = stage2["started_from"]
+    assert stage1["path"] == str(first / "best") and stage1["epoch"] == 0
+    assert "started_from" not in stage1

@@ -62,11 +62,29 @@ def save_checkpoint(
     epoch: int,
     metrics: dict[str, float],
     train_state: dict[str, Any] | None = None,
+    started_from: dict[str, Any] | None = None,
 ) -> None:
-    """Write a checkpoint folder at ``path`` (replacing an older one only once complete)."""
+    """Write a checkpoint folder at ``path`` (replacing an older one only once complete).
+
+    ``started_from``: the lineage of a run started with ``--init`` (``init_lineage``), stored
+    so that a checkpoint of a later training stage names every stage that led to it."""
     meta = {"method": config.method.name, "image_shape": list(image_shape), "epoch": epoch,
             "metrics": metrics, "config": config.to_dict()}  # fmt: skip
+    if started_from is not None:
+        meta["started_from"] = started_from
     write_checkpoint(path, method.state_dict(), meta, train_state)
+
+
+def init_lineage(path: str | Path) -> dict[str, Any]:
+    """What a run started with ``--init path`` records of its start: the folder as given, the
+    method, epoch and validation metrics of that checkpoint, its full config, and in turn its
+    own ``started_from`` (so a chain of training stages is stored whole)."""
+    resolved, meta = read_meta(path)
+    lineage = {"path": str(path), "method": meta["method"], "epoch": meta.get("epoch"),
+               "metrics": meta.get("metrics", {}), "config": meta["config"]}  # fmt: skip
+    if "started_from" in meta:
+        lineage["started_from"] = meta["started_from"]
+    return lineage
 
 
 def write_checkpoint(
