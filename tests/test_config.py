@@ -231,3 +231,22 @@ def test_set_method_name_switches_the_method_and_keeps_later_overrides():
     assert cfg.train.lr == 0.01 and cfg.data.dataset == "omniglot"
     same = load_config(path, ["method.name=hypermaml"])
     assert same.method.warmup_epochs == 10  # the same name keeps the file's fields
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in CONFIGS.glob("*.yaml")
+                                        if not p.name.startswith("classify_")))  # fmt: skip
+def test_every_shipped_few_shot_config_fits_its_dataset(path):
+    from hypermaml.data.datasets import IMAGES_PER_CLASS
+
+    cfg = load_config(CONFIGS / path)
+    d = cfg.data
+    assert d.n_shot + d.n_query <= IMAGES_PER_CLASS[(d.dataset, "train")], "training tasks"
+    assert d.n_shot + d.n_query_test <= IMAGES_PER_CLASS[(d.dataset, "test")], "test tasks"
+
+
+def test_images_per_class_table_matches_the_data(data_root):
+    from hypermaml.data import load_split
+    from hypermaml.data.datasets import IMAGES_PER_CLASS
+
+    for (name, split), count in IMAGES_PER_CLASS.items():
+        assert load_split(name, split, data_root).n_per_class == count, (name, split)

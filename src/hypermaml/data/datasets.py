@@ -19,6 +19,11 @@ from .omniglot import load_omniglot, read_split_file
 
 DATASETS = ("omniglot", "cross_char")
 SPLITS = ("train", "val", "test")
+IMAGES_PER_CLASS = {
+    ("omniglot", "train"): 20, ("omniglot", "val"): 20, ("omniglot", "test"): 20,
+    ("cross_char", "train"): 20, ("cross_char", "val"): 200, ("cross_char", "test"): 200,
+}  # fmt: skip
+"""Images of each class per split: 20 drawers of an Omniglot character, 200 EMNIST images."""
 
 
 @dataclass
