@@ -312,6 +312,25 @@ def cmd_analyze_updates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_curves(args: argparse.Namespace) -> int:
+    from .experiments.curves import plot_curves, read_curve
+
+    labels = args.labels.split(",") if args.labels else [None] * len(args.runs)
+    if len(labels) != len(args.runs):
+        raise ValueError(f"--labels names {len(labels)} runs, but {len(args.runs)} were given")
+    curves = [read_curve(run, label) for run, label in zip(args.runs, labels)]
+    for c in curves:
+        best = max(range(len(c.accuracy)), key=c.accuracy.__getitem__, default=None)
+        text = "no validated epoch" if best is None else (
+            f"best {c.accuracy[best]:.2f}% at epoch {c.epochs[best]}, last {c.accuracy[-1]:.2f}% "
+            f"at epoch {c.epochs[-1]}")  # fmt: skip
+        print(f"{c.label}: starts after epoch {c.offset - 1}; {text}" if c.offset
+              else f"{c.label}: {text}")  # fmt: skip
+    plot_curves(curves, args.out, args.title)
+    print(f"figure written to {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .experiments.toy2d import run_demo
 
@@ -411,6 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON to this file")
     _add_data_args(p)
     p.set_defaults(func=cmd_analyze_updates)
+    p = analyses.add_parser(
+        "curves", help="validation accuracy against epoch of runs; a stage started with --init "
+        "continues the epochs of the checkpoint it started from"
+    )  # fmt: skip
+    p.add_argument("runs", nargs="+", help="run folders, or checkpoint folders with metrics.csv")
+    p.add_argument("--out", required=True, help="image file to draw into (e.g. curves.png)")
+    p.add_argument("--labels", help="comma-separated legend labels, one per run")
+    p.add_argument("--title", default="")
+    p.set_defaults(func=cmd_analyze_curves)
 
     p = sub.add_parser(
         "classify", help="train a plain or hyper ResNet as an image classifier (HyperResNets)"

@@ -1,0 +1,84 @@
+"""Validation curves of training runs, with later training stages placed after their start.
+
+A run folder holds ``metrics.csv`` (one row per epoch; validation columns filled in the epochs
+that were validated). A run started with ``--init`` records in its checkpoints the epoch of the
+checkpoint it started from (``started_from``), so its curve is drawn from the epoch after that
+one: the stages of a chain of runs line up on one epoch axis.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Curve:
+    label: str
+    epochs: list[int]
+    """Epochs on the shared axis (the run's own epochs plus ``offset``)."""
+    accuracy: list[float]
+    offset: int
+    """Epochs trained before this run by the stages it started from."""
+
+
+def _run_folder(path: Path) -> Path:
+    """The folder holding ``metrics.csv``: ``path`` itself, or the run of a checkpoint folder."""
+    for folder in (path, path.parent):
+        if (folder / "metrics.csv").is_file():
+            return folder
+    raise FileNotFoundError(
+        f"{path} holds no metrics.csv; pass a run folder (the --out of hypermaml train) or a "
+        f"checkpoint folder saved with its run's metrics.csv"
+    )
+
+
+def _start_offset(folder: Path) -> int:
+    """Epochs before this run: the start checkpoint's epoch + 1, summed along the lineage."""
+    for name in ("checkpoint.json", "last/checkpoint.json", "best/checkpoint.json"):
+        meta_path = folder / name
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            offset, start = 0, meta.get("started_from")
+            while start is not None:
+                offset += int(start.get("epoch") or 0) + 1
+                start = start.get("started_from")
+            return offset
+    return 0
+
+
+def read_curve(path: str | Path, label: str | None = None) -> Curve:
+    """The validation accuracy of the run at ``path`` against epochs of the whole lineage."""
+    folder = _run_folder(Path(path))
+    with open(folder / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("val_accuracy")]
+    offset = _start_offset(Path(path) if (Path(path) / "checkpoint.json").is_file() else folder)
+    return Curve(
+        label or str(path),
+        [int(r["epoch"]) + offset for r in rows],
+        [float(r["val_accuracy"]) for r in rows],
+        offset,
+    )
+
+
+def plot_curves(curves: list[Curve], path: str | Path, title: str = "") -> None:
+    """Validation accuracy against epoch, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for curve in curves:
+        ax.plot(curve.epochs, curve.accuracy, linewidth=1, label=curve.label)
+    ax.set_xlabel("epoch (later stages continue the epochs of the stage they started from)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title or "validation accuracy", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
