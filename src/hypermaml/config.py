@@ -34,6 +34,9 @@ class DataConfig:
     train_stroke: float = 0.0
     """Training images only: thicken each image's strokes by a random 0..train_stroke pixels
     (handwriting; ``data/strokes.py``). 0 leaves the images as they are (the papers' setup)."""
+    train_zoom: float = 1.0
+    """Training images only: centre each character on its ink and enlarge it by a random factor
+    in [1, train_zoom] (handwriting; ``data/framing.py``). 1 leaves the images as they are."""
 
 
 @dataclass

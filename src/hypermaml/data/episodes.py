@@ -15,6 +15,25 @@ import torch
 from .datasets import ClassImages
 from .files import DataError
 
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+"""An augmentation of task images: (float images [..., C, H, W], the sampler's generator) ->
+images of the same shape."""
+
+
+def chain(augments: list[Augmentation]) -> Augmentation | None:
+    """One augmentation applying ``augments`` in order; None when there are none."""
+    if not augments:
+        return None
+    if len(augments) == 1:
+        return augments[0]
+
+    def chained(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for augment in augments:
+            images = augment(images, generator)
+        return images
+
+    return chained
+
 
 @dataclass
 class TaskBatch:
@@ -87,7 +106,7 @@ class EpisodeSampler:
         n_shot: int,
         n_query: int,
         seed: int = 0,
-        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        augment: Augmentation | None = None,
     ) -> None:
         check_episode_shape(data, n_way, n_shot, n_query)
         self.data, self.n_way, self.n_shot, self.n_query = data, n_way, n_shot, n_query

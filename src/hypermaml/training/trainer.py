@@ -14,6 +14,8 @@ from tqdm import tqdm
 
 from ..config import ExperimentConfig
 from ..data import ClassImages, EpisodeSampler, TaskBatch, load_split
+from ..data.episodes import Augmentation, chain
+from ..data.framing import FrameAugment
 from ..data.strokes import StrokeAugment
 from ..evaluation import evaluate
 from ..methods import Method, build_method
@@ -113,11 +115,16 @@ def meta_step(
 
 
 def training_sampler(cfg: ExperimentConfig, data: ClassImages) -> EpisodeSampler:
-    """The sampler of the training tasks: the run's seed, and its augmentation if any."""
+    """The sampler of the training tasks: the run's seed, and its augmentations if any (the
+    framing, then the stroke width, so that stroke widths are pixels of the framed image)."""
     dc = cfg.data
-    augment = StrokeAugment(dc.train_stroke) if dc.train_stroke > 0 else None
+    augments: list[Augmentation] = []
+    if dc.train_zoom != 1:
+        augments.append(FrameAugment(dc.train_zoom))
+    if dc.train_stroke != 0:
+        augments.append(StrokeAugment(dc.train_stroke))
     return EpisodeSampler(data, dc.n_way, dc.n_shot, dc.n_query, seed=cfg.train.seed,
-                          augment=augment)  # fmt: skip
+                          augment=chain(augments))  # fmt: skip
 
 
 def train(
