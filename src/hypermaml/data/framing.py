@@ -6,7 +6,8 @@ EMNIST's preparation centres every character in its frame and scales it to fill 
 middle on average); Omniglot characters resized to 28x28 are smaller (larger side 12-22 pixels,
 median 18) and less exactly placed (centre 1.1 pixels from the middle on average). Framing the
 training characters the way EMNIST frames its own, at a random scale, lets a model meta-trained
-on Omniglot see characters of the sizes and placement it meets in EMNIST. It changes nothing but the training images.
+on Omniglot see characters of the sizes and placement it meets in EMNIST. It changes nothing
+but the training images.
 
 The resampling is bilinear (``torch.nn.functional.grid_sample``); the page outside the image
 counts as page.
