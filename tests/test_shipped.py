@@ -21,6 +21,7 @@ SHIPPED = Path(__file__).parents[1] / "checkpoints"
 DOCUMENTED = {
     "cross_char_1s_hypermaml": 82.66,
     "cross_char_5s_hypermaml": 91.50,
+    "cross_char_5s_hypermaml_paper": 87.30,
     "cross_char_1s_maml": 75.37,
 }
 
