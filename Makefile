@@ -43,16 +43,17 @@ ABLATION := $(patsubst configs/%.yaml,runs/%/test_seed0.json,$(wildcard configs/
 ablation: $(ABLATION)
 	@for f in $(ABLATION); do echo "$$f: $$(cat $$f | tr -d '\n' | cut -c1-160)"; done
 
+# THREADS=1 gives each new run one thread (to share the machine with another run); INIT, set per
+# target below, starts a run from a pre-trained checkpoint.
+THREADS ?=
 runs/%/test_seed0.json: configs/%.yaml | install
 	if [ -d runs/$*/last ]; then $(BIN)/hypermaml train --resume --out runs/$* --quiet; \
-	else $(BIN)/hypermaml train $< --out runs/$* --quiet; fi
+	else $(BIN)/hypermaml train $< $(INIT) --out runs/$* $(if $(THREADS),--set train.threads=$(THREADS)) --quiet; fi
 	$(BIN)/hypermaml eval runs/$*/best --tasks 600 --seed 0 --json $@
 
 # MAML over HyperResNets (HyperResNets paper, section 4.2): each network is pre-trained as a
 # classifier of the training classes, its classifier replaced, then meta-trained with MAML;
 # plain Conv4 against HyperConv4 (variant 1) on cross_char and on omniglot, same budget.
-# THREADS=1 gives each new run one thread (to share the machine with another run).
-THREADS ?=
 HYPER_MAML := $(foreach d,cross_char_1s omniglot_5w1s,$(foreach m,pretrained hyperconv4,runs/$(d)_maml_$(m)/test_seed0.json))
 hyper-maml: $(HYPER_MAML)
 	@for f in $(HYPER_MAML); do echo "$$f: $$(cat $$f | tr -d '\n' | cut -c1-160)"; done
@@ -61,16 +62,15 @@ runs/pretrain_%/final: configs/classify_pretrain_%.yaml | install
 	if [ -d runs/pretrain_$*/last ]; then $(BIN)/hypermaml classify --resume --out runs/pretrain_$* --quiet; \
 	else $(BIN)/hypermaml classify $< --out runs/pretrain_$* $(if $(THREADS),--set run.threads=$(THREADS)) --quiet; fi
 
-define maml_from_pretrained
-runs/$(1)_maml_$(2)/test_seed0.json: configs/$(1)_maml_$(2).yaml runs/pretrain_$(3)/final | install
-	if [ -d runs/$(1)_maml_$(2)/last ]; then $$(BIN)/hypermaml train --resume --out runs/$(1)_maml_$(2) --quiet; \
-	else $$(BIN)/hypermaml train $$< --init runs/pretrain_$(3)/final --out runs/$(1)_maml_$(2) $$(if $$(THREADS),--set train.threads=$$(THREADS)) --quiet; fi
-	$$(BIN)/hypermaml eval runs/$(1)_maml_$(2)/best --tasks 600 --seed 0 --json $$@
+# $(call from_pretrained,RUN,PRETRAINED): meta-train RUN from runs/pretrain_PRETRAINED/final
+define from_pretrained
+runs/$(1)/test_seed0.json: runs/pretrain_$(2)/final
+runs/$(1)/test_seed0.json: INIT = --init runs/pretrain_$(2)/final
 endef
-$(eval $(call maml_from_pretrained,cross_char_1s,pretrained,cross_char_conv4_plain))
-$(eval $(call maml_from_pretrained,cross_char_1s,hyperconv4,cross_char_conv4_hyper1))
-$(eval $(call maml_from_pretrained,omniglot_5w1s,pretrained,omniglot_conv4_plain))
-$(eval $(call maml_from_pretrained,omniglot_5w1s,hyperconv4,omniglot_conv4_hyper1))
+$(eval $(call from_pretrained,cross_char_1s_maml_pretrained,cross_char_conv4_plain))
+$(eval $(call from_pretrained,cross_char_1s_maml_hyperconv4,cross_char_conv4_hyper1))
+$(eval $(call from_pretrained,omniglot_5w1s_maml_pretrained,omniglot_conv4_plain))
+$(eval $(call from_pretrained,omniglot_5w1s_maml_hyperconv4,omniglot_conv4_hyper1))
 
 lint: install
 	$(BIN)/ruff check src tests
