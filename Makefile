@@ -24,17 +24,20 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# One classifier run (`hypermaml classify`), started, or resumed when interrupted; $(@D) is the
+# run folder, SET extra overrides for a new run.
+classify_run = if [ -d $(@D)/last ]; then $(BIN)/hypermaml classify --resume --out $(@D) --quiet; \
+	else $(BIN)/hypermaml classify $< --out $(@D) $(SET) $(if $(THREADS),--set run.threads=$(THREADS)) --quiet; fi
+
 # The HyperResNets ablation grid on Fashion-MNIST, one run per configs/classify_fmnist_*.yaml;
 # finished runs are skipped and interrupted ones resumed. GRID_SET passes overrides to every run,
 # e.g. make fmnist-grid GRID_SET="--set data.train_subset=10000 --set run.threads=2".
 GRID_SET ?=
-fmnist-grid: install
-	@for c in configs/classify_fmnist_*.yaml; do \
-	  n=$$(basename $$c .yaml); \
-	  if [ -d runs/$$n/final ]; then echo "$$n: done"; \
-	  elif [ -d runs/$$n/last ]; then $(BIN)/hypermaml classify --resume --out runs/$$n --quiet || exit 1; \
-	  else $(BIN)/hypermaml classify $$c --out runs/$$n $(GRID_SET) --quiet || exit 1; fi; \
-	done
+FMNIST_GRID := $(patsubst configs/%.yaml,runs/%/final,$(wildcard configs/classify_fmnist_*.yaml))
+fmnist-grid: $(FMNIST_GRID)
+$(FMNIST_GRID): SET = $(GRID_SET)
+$(FMNIST_GRID): runs/%/final: configs/%.yaml | install
+	$(classify_run)
 
 # The paper's Table 5 ablation (switch x enhancement, Omniglot->EMNIST 1-shot) at 1/8 of its
 # budget: one run per configs/cross_char_1s_ablation_*.yaml, resumed when interrupted, then its
@@ -59,8 +62,7 @@ hyper-maml: $(HYPER_MAML)
 	@for f in $(HYPER_MAML); do echo "$$f: $$(cat $$f | tr -d '\n' | cut -c1-160)"; done
 
 runs/pretrain_%/final: configs/classify_pretrain_%.yaml | install
-	if [ -d runs/pretrain_$*/last ]; then $(BIN)/hypermaml classify --resume --out runs/pretrain_$* --quiet; \
-	else $(BIN)/hypermaml classify $< --out runs/pretrain_$* $(if $(THREADS),--set run.threads=$(THREADS)) --quiet; fi
+	$(classify_run)
 
 # $(call from_pretrained,RUN,PRETRAINED): meta-train RUN from runs/pretrain_PRETRAINED/final
 define from_pretrained
