@@ -23,6 +23,7 @@ DOCUMENTED = {
     "cross_char_5s_hypermaml": 91.50,
     "cross_char_5s_hypermaml_paper": 87.30,
     "cross_char_1s_maml": 75.37,
+    "cross_char_5s_maml": 87.72,
 }
 
 
