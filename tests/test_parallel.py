@@ -3,6 +3,8 @@ accuracies exactly), restore the thread count, and keep methods with running sta
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from test_batching import build, random_batch
@@ -11,6 +13,8 @@ from hypermaml.config import MAMLConfig
 from hypermaml.evaluation import evaluate
 from hypermaml.methods import MAML, HyperMAML
 from hypermaml.models import Conv4
+from hypermaml.models.conv4net import Conv4Net
+from hypermaml.models.grouped import GroupedEncoder
 from hypermaml.parallel import TaskParallel
 from hypermaml.training.trainer import meta_step
 
@@ -50,6 +54,22 @@ def test_parallel_evaluation_gives_the_serial_accuracies(tiny_images):
         parallel = evaluate(*args, parallel=pool)
     assert parallel.task_accuracies == serial.task_accuracies
     assert len(parallel.task_accuracies) == 12
+
+
+def test_evaluation_of_methods_with_dependent_tasks_stays_in_the_calling_thread(tiny_images):
+    # MAML over a HyperConv4 swaps the encoder's parameters for each call: concurrent calls
+    # would read each other's embeddings (autograd then finds an adapted tensor unused)
+    torch.manual_seed(0)
+    encoder = GroupedEncoder(Conv4Net(1, 0, image_size=16, hyper="stage", width=4))
+    method = MAML(encoder, 3, MAMLConfig(inner_steps=1, adapt="embeddings"))
+    assert not method.tasks_are_independent()
+    threads: set[int] = set()
+    method.register_forward_pre_hook(lambda *_: threads.add(threading.get_ident()))
+    serial = evaluate(method, tiny_images, 3, 1, 2, 8, 0, 2, parallel=TaskParallel(1))
+    with TaskParallel(2) as pool:
+        parallel = evaluate(method, tiny_images, 3, 1, 2, 8, 0, 2, parallel=pool)
+    assert threads == {threading.get_ident()}
+    assert parallel.task_accuracies == serial.task_accuracies
 
 
 def test_methods_with_running_statistics_stay_serial():

@@ -76,7 +76,9 @@ def evaluate(
     try:
         _synchronize(device)
         start = time.perf_counter()
-        results = list(parallel.map(score, sampler.batches(n_tasks, batch_size)))
+        # a method whose calls swap shared parameters (MAML over a HyperResNet) runs serially
+        mapper = parallel.map if method.tasks_are_independent() else map
+        results = list(mapper(score, sampler.batches(n_tasks, batch_size)))
         wall = time.perf_counter() - start
     finally:
         method.train(was_training)
