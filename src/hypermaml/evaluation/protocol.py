@@ -53,7 +53,9 @@ def evaluate(
     """Score ``method`` on ``n_tasks`` tasks of ``data`` drawn from ``seed``.
 
     ``parallel``: an open pool whose workers score batches of ``batch_size`` tasks concurrently
-    (default: one opened for the method's device, PyTorch's thread count on the CPU).
+    (default: one opened for the method's device, PyTorch's thread count on the CPU). A method
+    whose tasks are not independent (``Method.tasks_are_independent``, as in ``meta_step``) is
+    scored in the calling thread.
     """
     method.check_n_way(n_way)
     device = next(method.parameters()).device
@@ -76,7 +78,6 @@ def evaluate(
     try:
         _synchronize(device)
         start = time.perf_counter()
-        # a method whose calls swap shared parameters (MAML over a HyperResNet) runs serially
         mapper = parallel.map if method.tasks_are_independent() else map
         results = list(mapper(score, sampler.batches(n_tasks, batch_size)))
         wall = time.perf_counter() - start
