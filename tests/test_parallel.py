@@ -7,7 +7,7 @@ import threading
 
 import pytest
 import torch
-from test_batching import build, random_batch
+from test_batching import N_WAY, build, random_batch
 
 from hypermaml.config import MAMLConfig
 from hypermaml.evaluation import evaluate
@@ -15,6 +15,7 @@ from hypermaml.methods import MAML, HyperMAML
 from hypermaml.models import Conv4
 from hypermaml.models.conv4net import Conv4Net
 from hypermaml.models.grouped import GroupedEncoder
+from hypermaml.models.thread_replica import thread_replica
 from hypermaml.parallel import TaskParallel
 from hypermaml.training.trainer import meta_step
 
@@ -56,12 +57,44 @@ def test_parallel_evaluation_gives_the_serial_accuracies(tiny_images):
     assert len(parallel.task_accuracies) == 12
 
 
-def test_evaluation_of_methods_with_dependent_tasks_stays_in_the_calling_thread(tiny_images):
-    # MAML over a HyperConv4 swaps the encoder's parameters for each call: concurrent calls
-    # would read each other's embeddings (autograd then finds an adapted tensor unused)
+def _hyper_maml() -> MAML:
+    """MAML over a HyperConv4 (variant 1) adapting the layer embeddings: its encoder has no
+    params argument, so each call swaps the adapted embeddings into a module."""
     torch.manual_seed(0)
     encoder = GroupedEncoder(Conv4Net(1, 0, image_size=16, hyper="stage", width=4))
-    method = MAML(encoder, 3, MAMLConfig(inner_steps=1, adapt="embeddings"))
+    return MAML(encoder, N_WAY, MAMLConfig(inner_steps=2, adapt="embeddings")).double()
+
+
+def test_maml_over_a_hyper_encoder_runs_tasks_in_parallel_with_the_serial_gradients():
+    # each worker swaps parameters in its own replica of the encoder, never in the shared one
+    method = _hyper_maml()
+    assert method.tasks_are_independent()
+    batch = random_batch()  # 3 tasks: split 2 + 1 over two workers
+    serial = _step_grads(method, batch, None)
+    with TaskParallel(2) as pool:
+        parallel = _step_grads(_hyper_maml(), batch, pool)
+    assert serial["net.encoder.net.hypernets.stage1.weight"].abs().max() > 0  # the outer loop
+    for name, grad in serial.items():
+        torch.testing.assert_close(parallel[name], grad, rtol=1e-7, atol=1e-12, msg=name)
+
+
+def test_parallel_evaluation_of_maml_over_a_hyper_encoder_gives_the_serial_accuracies(
+    tiny_images,
+):
+    method = _hyper_maml().float()
+    serial = evaluate(method, tiny_images, 3, 1, 2, 8, 0, 2, parallel=TaskParallel(1))
+    threads: set[int] = set()
+    method.register_forward_pre_hook(lambda *_: threads.add(threading.get_ident()))
+    with TaskParallel(2) as pool:
+        parallel = evaluate(method, tiny_images, 3, 1, 2, 8, 0, 2, parallel=pool)
+    assert threading.get_ident() not in threads and len(threads) == 2
+    assert parallel.task_accuracies == serial.task_accuracies
+
+
+def test_evaluation_of_methods_with_dependent_tasks_stays_in_the_calling_thread(tiny_images):
+    # running statistics make tasks dependent (every call may update them)
+    torch.manual_seed(0)
+    method = MAML(Conv4(1, 16, width=8, bn="eval"), 3, MAMLConfig(inner_steps=1))
     assert not method.tasks_are_independent()
     threads: set[int] = set()
     method.register_forward_pre_hook(lambda *_: threads.add(threading.get_ident()))
@@ -111,3 +144,25 @@ def test_split_keeps_every_task_once():
     assert [p.n_tasks for p in parts] == [2, 1]
     assert torch.equal(torch.cat([p.query_x for p in parts]), batch.query_x)
     assert [p.n_tasks for p in batch.split(5)] == [1, 1, 1]
+
+
+def test_a_thread_replica_shares_the_tensors_and_follows_the_module():
+    net = Conv4Net(1, 0, image_size=16, hyper="stage", width=4)
+    replica = thread_replica(net)
+    assert replica is not net and replica.convs[1] is not net.convs[1]
+    assert all(a is b for a, b in zip(net.parameters(), replica.parameters(), strict=True))
+    assert replica.convs[2].hypernet is replica.hypernets["stage1"]  # sharing kept in the copy
+    assert thread_replica(net) is replica  # cached per thread
+    net.eval()
+    assert not any(m.training for m in thread_replica(net).modules())
+    swapped = {"convs.1.embedding": torch.zeros_like(net.convs[1].embedding)}
+    x = torch.rand(2, 1, 16, 16)
+    torch.func.functional_call(replica, swapped, (x,))  # a swap inside the replica ...
+    assert net.convs[1].embedding.abs().sum() > 0  # ... leaves the module alone
+    other: list[torch.nn.Module] = []
+    worker = threading.Thread(target=lambda: other.append(thread_replica(net)))
+    worker.start()
+    worker.join()
+    assert other[0] is not replica  # each thread has its own
+    net.convs[1].embedding = torch.nn.Parameter(net.convs[1].embedding.detach().clone())
+    assert thread_replica(net).convs[1].embedding is net.convs[1].embedding  # rebuilt

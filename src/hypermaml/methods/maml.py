@@ -2,10 +2,12 @@
 
 theta' = theta - alpha * grad_theta L_S(f_theta), repeated ``inner_steps`` times. The
 meta-gradient flows through the steps (second order) unless ``first_order``; ``adapt`` picks
-whether every parameter adapts or the linear head only. The network is called with the adapted
-parameters as arguments, so they are plain tensors and no module is mutated, not even for the
-duration of a call (``torch.func.functional_call`` swaps a module's parameters in place, which
-concurrent task threads would see).
+whether every parameter adapts, the linear head only, or a hyper backbone's layer embeddings and
+the head. The network is called with the adapted parameters as arguments, so they are plain
+tensors and no shared module is mutated, not even for the duration of a call: the fast Conv4
+takes them as an argument, and any other encoder gets them by ``torch.func.functional_call`` on
+the calling thread's replica of it (the call swaps parameters in place, which concurrent task
+threads would otherwise see).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch.func import functional_call
 
 from ..config import MAMLConfig
 from ..models import Conv4
+from ..models.thread_replica import thread_replica
 from .base import Method, TaskParams
 
 
@@ -41,16 +44,12 @@ class EncoderWithHead(nn.Module):
         inner = {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)}
         if isinstance(self.encoder, Conv4):
             h = self.encoder(x, step, inner)
-        elif inner:  # an encoder without a params argument: swap its parameters for the call
-            h = functional_call(self.encoder, inner, (x,))
+        elif inner:  # an encoder without a params argument: swap them into this thread's replica
+            h = functional_call(thread_replica(self.encoder), inner, (x,))
         else:
             h = self.encoder(x)
         weight = params.get("head.weight", self.head.weight)
         return F.linear(h, weight, params.get("head.bias", self.head.bias))
-
-    def calls_are_independent(self) -> bool:
-        """Whether concurrent calls with different ``params`` are safe (no parameter swap)."""
-        return isinstance(self.encoder, Conv4) or not any(True for _ in self.encoder.parameters())
 
 
 class MAML(Method):
@@ -80,9 +79,6 @@ class MAML(Method):
                 "(model.hyper: stage or layer, without frozen embeddings)"
             )
         return embeddings + head
-
-    def tasks_are_independent(self) -> bool:
-        return super().tasks_are_independent() and self.net.calls_are_independent()
 
     def batching(self, device: torch.device) -> str:
         """``loop`` or ``vmap``: the configured choice, or for ``auto`` the faster on ``device``."""

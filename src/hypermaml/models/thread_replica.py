@@ -1,0 +1,45 @@
+"""Per-thread replicas of a module, so that ``functional_call`` may run in task threads.
+
+``torch.func.functional_call(module, params, args)`` swaps ``params`` into ``module``'s attributes
+for the duration of the call, so two threads calling it on one module see each other's tensors.
+A replica is a copy of the module tree that holds the very same parameter and buffer tensors
+(nothing is copied but the module objects), so swapping inside one thread's replica leaves the
+module and every other thread alone, while optimiser steps and ``load_state_dict`` (both in
+place) reach every replica at once. Each call re-syncs the train/eval flags and rebuilds the
+replica if the module's tensors were replaced (``module.to`` with tensor swapping, say).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import weakref
+from itertools import chain
+
+from torch import nn
+
+_lock = threading.Lock()
+_replicas: weakref.WeakKeyDictionary[nn.Module, dict[int, tuple[tuple[int, ...], nn.Module]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _tensor_ids(module: nn.Module) -> tuple[int, ...]:
+    return tuple(id(t) for t in chain(module.parameters(), module.buffers()))
+
+
+def thread_replica(module: nn.Module) -> nn.Module:
+    """The calling thread's replica of ``module``: the same tensors, its own module objects."""
+    ids = _tensor_ids(module)
+    thread = threading.get_ident()
+    with _lock:
+        cached = _replicas.setdefault(module, {}).get(thread)
+    if cached is None or cached[0] != ids:
+        shared = {id(t): t for t in chain(module.parameters(), module.buffers())}
+        cached = (ids, copy.deepcopy(module, memo=shared))
+        with _lock:
+            _replicas[module][thread] = cached
+    replica = cached[1]
+    for original, copied in zip(module.modules(), replica.modules()):
+        copied.training = original.training
+    return replica
