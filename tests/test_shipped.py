@@ -24,6 +24,8 @@ DOCUMENTED = {
     "cross_char_5s_hypermaml_paper": 87.30,
     "cross_char_1s_maml": 75.37,
     "cross_char_5s_maml": 87.72,
+    "cross_char_1s_maml_pretrained": 70.39,
+    "cross_char_1s_maml_hyperconv4": 73.92,
 }
 
 
