@@ -15,7 +15,7 @@ from hypermaml.methods import MAML, HyperMAML
 from hypermaml.models import Conv4
 from hypermaml.models.conv4net import Conv4Net
 from hypermaml.models.grouped import GroupedEncoder
-from hypermaml.models.thread_replica import thread_replica
+from hypermaml.models.thread_replica import _replicas, thread_replica
 from hypermaml.parallel import TaskParallel
 from hypermaml.training.trainer import meta_step
 
@@ -166,3 +166,4 @@ def test_a_thread_replica_shares_the_tensors_and_follows_the_module():
     assert other[0] is not replica  # each thread has its own
     net.convs[1].embedding = torch.nn.Parameter(net.convs[1].embedding.detach().clone())
     assert thread_replica(net).convs[1].embedding is net.convs[1].embedding  # rebuilt
+    assert set(_replicas[net]) == {threading.get_ident()}  # the ended thread's replica dropped

@@ -6,7 +6,8 @@ A replica is a copy of the module tree that holds the very same parameter and bu
 (nothing is copied but the module objects), so swapping inside one thread's replica leaves the
 module and every other thread alone, while optimiser steps and ``load_state_dict`` (both in
 place) reach every replica at once. Each call re-syncs the train/eval flags and rebuilds the
-replica if the module's tensors were replaced (``module.to`` with tensor swapping, say).
+replica if the module's tensors were replaced (``module.to`` with tensor swapping, say); the
+replicas of threads that have ended are dropped when another is built.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def thread_replica(module: nn.Module) -> nn.Module:
         shared = {id(t): t for t in chain(module.parameters(), module.buffers())}
         cached = (ids, copy.deepcopy(module, memo=shared))
         with _lock:
-            _replicas[module][thread] = cached
+            per_thread = _replicas[module]
+            alive = {t.ident for t in threading.enumerate()}
+            for gone in [t for t in per_thread if t not in alive]:  # threads of closed pools
+                del per_thread[gone]
+            per_thread[thread] = cached
     replica = cached[1]
     for original, copied in zip(module.modules(), replica.modules()):
         copied.training = original.training
