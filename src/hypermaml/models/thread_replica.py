@@ -25,19 +25,15 @@ _replicas: weakref.WeakKeyDictionary[nn.Module, dict[int, tuple[tuple[int, ...],
 )
 
 
-def _tensor_ids(module: nn.Module) -> tuple[int, ...]:
-    return tuple(id(t) for t in chain(module.parameters(), module.buffers()))
-
-
 def thread_replica(module: nn.Module) -> nn.Module:
     """The calling thread's replica of ``module``: the same tensors, its own module objects."""
-    ids = _tensor_ids(module)
+    tensors = list(chain(module.parameters(), module.buffers()))
+    ids = tuple(map(id, tensors))
     thread = threading.get_ident()
     with _lock:
         cached = _replicas.setdefault(module, {}).get(thread)
     if cached is None or cached[0] != ids:
-        shared = {id(t): t for t in chain(module.parameters(), module.buffers())}
-        cached = (ids, copy.deepcopy(module, memo=shared))
+        cached = (ids, copy.deepcopy(module, memo=dict(zip(ids, tensors))))
         with _lock:
             per_thread = _replicas[module]
             alive = {t.ident for t in threading.enumerate()}
