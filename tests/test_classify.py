@@ -165,3 +165,26 @@ def test_bad_swa_start_and_subset_are_refused(data_root, tmp_path):
         run(tiny(**{"swa.start_epoch": 5}), tmp_path / "a", data_root)
     with pytest.raises(ValueError, match="train_subset"):
         run(tiny(**{"data.train_subset": 10**6}), tmp_path / "b", data_root)
+
+
+@pytest.mark.parametrize("hyper_decay", [0.0, 1e-2])
+def test_weight_decay_reaches_embeddings_and_hypernetworks_only_when_asked(hyper_decay):
+    """With zero gradients one SGD step only decays: plain parameters by lr × weight_decay,
+    embeddings and hypernetworks by lr × hyper_weight_decay (none by default)."""
+    from hypermaml.models.hyperconv import parameter_groups
+    from hypermaml.training.classify import _optimizer, build_network
+
+    cfg = tiny(**{"optim.weight_decay": 1e-3, "optim.hyper_weight_decay": hyper_decay})
+    torch.manual_seed(0)
+    model = build_network(cfg, 1, 10, 28)
+    optimizer = _optimizer(model, cfg)
+    groups = parameter_groups(model)
+    before = {id(p): p.detach().clone() for p in model.parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    lr = cfg.optim.lr
+    assert groups.hyper and groups.plain
+    for params, decay in ((groups.plain, 1e-3), (groups.hyper, hyper_decay)):
+        for p in params:
+            torch.testing.assert_close(p.detach(), before[id(p)] * (1 - lr * decay))

@@ -55,6 +55,9 @@ class ClassifyOptimConfig:
     hyper_reg: float = 6.25e-5
     """Coefficient of the squared L2 norm of the generated weights, in place of weight decay on
     embeddings and hypernetworks (0 turns it off)."""
+    hyper_weight_decay: float = 0.0
+    """Weight decay on embeddings and hypernetworks: the conventional regulariser the
+    generated-weight penalty replaces (0 by design; set it with ``hyper_reg: 0`` to compare)."""
 
 
 @dataclass

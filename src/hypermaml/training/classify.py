@@ -101,7 +101,7 @@ def _optimizer(model: nn.Module, cfg: ClassifyConfig) -> torch.optim.SGD:
     hyper, plain = parameter_groups(model)
     groups = [{"params": plain, "weight_decay": o.weight_decay}]
     if hyper:
-        groups.append({"params": hyper, "weight_decay": 0.0})
+        groups.append({"params": hyper, "weight_decay": o.hyper_weight_decay})
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
 
 
