@@ -26,6 +26,8 @@ DOCUMENTED = {
     "cross_char_5s_maml": 87.72,
     "cross_char_1s_maml_pretrained": 70.39,
     "cross_char_1s_maml_hyperconv4": 73.92,
+    "omniglot_5w1s_maml_pretrained": 94.59,
+    "omniglot_5w1s_maml_hyperconv4": 95.38,
 }
 
 
