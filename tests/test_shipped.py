@@ -53,6 +53,7 @@ DOCUMENTED_CLASSIFIERS = {
     "pretrain_cross_char_conv4_hyper1": 83.59,
     "pretrain_omniglot_conv4_plain": 76.80,
     "pretrain_omniglot_conv4_hyper1": 76.76,
+    "classify_fmnist_wrn_16_2_compressed": 90.07,
 }
 
 
