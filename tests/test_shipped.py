@@ -31,15 +31,20 @@ DOCUMENTED = {
 }
 
 
+def evaluate(name: str, data_root: Path, tmp_path: Path) -> dict:
+    """The JSON report of ``hypermaml eval checkpoints/NAME``."""
+    out = tmp_path / "result.json"
+    args = ["eval", str(SHIPPED / name), "--data-dir", str(data_root), "--json", str(out)]
+    assert main(args) == 0
+    return json.loads(out.read_text())
+
+
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))
 def test_reference_checkpoint_reproduces_its_documented_accuracy(
     name: str, data_root: Path, tmp_path: Path
 ) -> None:
-    folder = SHIPPED / name
-    recorded = json.loads((folder / "test_seed0.json").read_text())
-    out = tmp_path / "result.json"
-    assert main(["eval", str(folder), "--data-dir", str(data_root), "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
+    recorded = json.loads((SHIPPED / name / "test_seed0.json").read_text())
+    result = evaluate(name, data_root, tmp_path)
     assert result["n_tasks"] == 600
     # the figure is rounded to 0.01; another CPU's convolution kernels may flip a near-tied
     # prediction, each flip moving the mean by 100 / (600 tasks x 75 queries) = 0.002
@@ -61,9 +66,6 @@ DOCUMENTED_CLASSIFIERS = {
 def test_reference_classifier_reproduces_its_documented_accuracy(
     name: str, data_root: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "result.json"
-    args = ["eval", str(SHIPPED / name), "--data-dir", str(data_root), "--json", str(out)]
-    assert main(args) == 0
-    result = json.loads(out.read_text())
+    result = evaluate(name, data_root, tmp_path)
     # each image flipped by another CPU's kernels moves the figure by 100 / n_images < 0.01
     assert result["accuracy"] == pytest.approx(DOCUMENTED_CLASSIFIERS[name], abs=0.01)
