@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 HYPERMAML_DATA ?= $(abspath ../shared/data)
 export HYPERMAML_DATA
 
-.PHONY: demo test lint install clean fmnist-grid ablation hyper-maml
+.PHONY: demo test test-fast test-shipped docs lint install clean fmnist-grid ablation hyper-maml
 
 $(BIN)/hypermaml: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Everything but the shipped-checkpoint reproductions (tests/shipped), and those alone.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not shipped"
+
+test-shipped: install
+	$(BIN)/python -m pytest -q -m shipped
+
+# The API reference, generated from the public API's docstrings into docs/api (not committed).
+docs: install
+	$(BIN)/python docs/build_api.py docs/api
 
 # One classifier run (`hypermaml classify`), started, or resumed when interrupted; $(@D) is the
 # run folder, SET extra overrides for a new run.
@@ -78,4 +89,4 @@ lint: install
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs docs/api build dist

@@ -31,12 +31,6 @@ def data_root() -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def data_root_path(data_root: Path) -> Path:
-    """Alias of ``data_root``."""
-    return data_root
-
-
 def make_class_images(
     n_classes: int = 6, n_per_class: int = 10, size: int = 8, channels: int = 1, seed: int = 0
 ) -> ClassImages:
@@ -46,6 +40,11 @@ def make_class_images(
     base = torch.randint(0, 256, (n_classes, 1, channels, size, size), generator=g)
     images = ((noise + 3 * base) // 4).to(torch.uint8)
     return ClassImages("synthetic", "test", images, [f"class{i}" for i in range(n_classes)])
+
+
+def files_under(path: Path) -> list[Path]:
+    """Every file below ``path``, sorted."""
+    return sorted(p for p in path.rglob("*") if p.is_file())
 
 
 @pytest.fixture

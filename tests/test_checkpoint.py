@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import torch
-from conftest import make_class_images
 
 from hypermaml.config import (
     DataConfig,
@@ -17,10 +16,11 @@ from hypermaml.config import (
     ModelConfig,
     ProtoNetConfig,
 )
-from hypermaml.data import EpisodeSampler
+from hypermaml.data import EpisodeSampler, TaskShape
+from hypermaml.errors import CheckpointError
 from hypermaml.evaluation import evaluate
-from hypermaml.methods import build_method
-from hypermaml.training import CheckpointError, load_checkpoint, save_checkpoint
+from hypermaml.methods import build_method, load_method, save_method
+from tests.conftest import make_class_images
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -49,20 +49,20 @@ def trained_method(cfg: ExperimentConfig, seed: int = 0):
     """A method whose weights differ from any fresh initialisation (and, with the "eval" BN
     policy, whose running statistics are not the initial ones)."""
     torch.manual_seed(seed)
-    method = build_method(cfg, SHAPE[0], SHAPE[1])
+    method = build_method(cfg, SHAPE)
     with torch.no_grad():
         for p in method.parameters():
             p.add_(0.05 * torch.randn_like(p))
     method.train()
     if cfg.model.bn == "eval":
-        encoder = method.net.encoder if hasattr(method, "net") else method.encoder
+        encoder = method.encoder if hasattr(method, "net") else method.encoder
         with torch.no_grad():
             encoder(torch.rand(2, 5, *SHAPE))
     return method
 
 
 def save(path, method, cfg, epoch=3, metrics=None):
-    save_checkpoint(path, method, cfg, SHAPE, epoch, metrics or {"val_accuracy": 51.5})
+    save_method(path, method, cfg, SHAPE, epoch, metrics or {"val_accuracy": 51.5})
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_round_trip_gives_identical_weights_and_evaluation(name, tmp_path, data)
     method = trained_method(cfg)
     save(tmp_path / "ckpt", method, cfg, epoch=7, metrics={"val_accuracy": 61.25})
     torch.manual_seed(1234)  # a rebuilt model must get its weights from the file, not the seed
-    ckpt = load_checkpoint(tmp_path / "ckpt", expect_method=name)
+    ckpt = load_method(tmp_path / "ckpt", expect_method=name)
     assert type(ckpt.method) is type(method)
     assert ckpt.config == cfg
     assert ckpt.meta["epoch"] == 7 and ckpt.meta["metrics"] == {"val_accuracy": 61.25}
@@ -85,14 +85,14 @@ def test_round_trip_gives_identical_weights_and_evaluation(name, tmp_path, data)
     assert before.keys() == after.keys()
     for key in before:
         assert torch.equal(before[key], after[key]), key
-    kwargs = dict(n_way=N_WAY, n_shot=1, n_query=3, n_tasks=10, seed=5, batch_size=4)
+    kwargs = dict(shape=TaskShape(N_WAY, 1, 3), n_tasks=10, seed=5, batch_size=4)
     original = evaluate(method, data, **kwargs)
     loaded = evaluate(ckpt.method, data, **kwargs)
     assert loaded.task_accuracies == original.task_accuracies
     assert loaded.n_tasks == 10
     # and the evaluation is sensitive to the weights: a fresh model scores other logits
-    fresh = build_method(cfg, SHAPE[0], SHAPE[1]).eval()
-    batch = EpisodeSampler(data, N_WAY, 1, 3, seed=5).sample(2)
+    fresh = build_method(cfg, SHAPE).eval()
+    batch = EpisodeSampler(data, TaskShape(N_WAY, 1, 3), seed=5).sample(2)
     ckpt.method.eval()
     with torch.no_grad():
         assert not torch.allclose(fresh(batch), ckpt.method(batch))
@@ -101,7 +101,7 @@ def test_round_trip_gives_identical_weights_and_evaluation(name, tmp_path, data)
 def test_run_folder_resolves_to_best(tmp_path):
     cfg = CONFIGS["protonet"]()
     save(tmp_path / "run" / "best", trained_method(cfg), cfg)
-    assert load_checkpoint(tmp_path / "run").path == tmp_path / "run" / "best"
+    assert load_method(tmp_path / "run").path == tmp_path / "run" / "best"
 
 
 def test_saving_over_a_checkpoint_replaces_it_and_leaves_no_tmp_or_old(tmp_path):
@@ -111,9 +111,9 @@ def test_saving_over_a_checkpoint_replaces_it_and_leaves_no_tmp_or_old(tmp_path)
     second = trained_method(cfg, seed=1)
     save(path, second, cfg, epoch=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
-    ckpt = load_checkpoint(path)
+    ckpt = load_method(path)
     assert ckpt.meta["epoch"] == 2
-    assert torch.equal(ckpt.method.classifier.weight, second.classifier.weight)
+    assert torch.equal(ckpt.method.head.weight, second.head.weight)
 
 
 def test_stale_tmp_folder_from_an_interrupted_save_is_replaced(tmp_path):
@@ -132,7 +132,7 @@ def test_checkpoint_left_as_old_by_an_interrupted_save_is_still_found(tmp_path):
     cfg = CONFIGS["protonet"]()
     save(tmp_path / "best", trained_method(cfg), cfg)
     (tmp_path / "best").rename(tmp_path / "best.old")  # crash between the two renames
-    assert load_checkpoint(tmp_path / "best").path == tmp_path / "best.old"
+    assert load_method(tmp_path / "best").path == tmp_path / "best.old"
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_folder_without_checkpoint_json_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     for path in (tmp_path / "empty", tmp_path / "does-not-exist"):
         with pytest.raises(CheckpointError) as info:
-            load_checkpoint(path)
+            load_method(path)
         assert str(path) in str(info.value) and "checkpoint.json" in str(info.value)
 
 
@@ -155,7 +155,7 @@ def test_folder_without_checkpoint_json_is_refused(tmp_path):
 def test_unparsable_checkpoint_json_is_refused(saved, content):
     (saved / "checkpoint.json").write_bytes(content)
     with pytest.raises(CheckpointError) as info:
-        load_checkpoint(saved)
+        load_method(saved)
     assert str(saved / "checkpoint.json") in str(info.value) and "corrupt" in str(info.value)
 
 
@@ -163,7 +163,7 @@ def test_checkpoint_json_that_is_not_an_object_is_refused(saved):
     for content in ("[]", "null", '"text"', "42"):
         (saved / "checkpoint.json").write_text(content)
         with pytest.raises(CheckpointError, match="checkpoint.json"):
-            load_checkpoint(saved)
+            load_method(saved)
 
 
 def edit_meta(path, **changes):
@@ -179,13 +179,13 @@ def edit_meta(path, **changes):
 def test_json_of_another_program_is_refused(saved):
     edit_meta(saved, format="something-else")
     with pytest.raises(CheckpointError, match="not a hypermaml checkpoint"):
-        load_checkpoint(saved)
+        load_method(saved)
 
 
 def test_newer_format_is_refused_with_upgrade_hint(saved):
     edit_meta(saved, format_version=99)
     with pytest.raises(CheckpointError, match="upgrade"):
-        load_checkpoint(saved)
+        load_method(saved)
 
 
 def test_invalid_stored_config_is_refused(saved):
@@ -193,35 +193,35 @@ def test_invalid_stored_config_is_refused(saved):
     meta["config"]["data"]["n_way"] = "three"
     (saved / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="config is invalid"):
-        load_checkpoint(saved)
+        load_method(saved)
 
 
 @pytest.mark.parametrize("field", ["config", "image_shape", "method"])
 def test_checkpoint_json_missing_a_field_is_refused(saved, field):
     edit_meta(saved, **{field: None})
     with pytest.raises(CheckpointError, match="checkpoint.json|config"):
-        load_checkpoint(saved, expect_method="protonet")
+        load_method(saved, expect_method="protonet")
 
 
 @pytest.mark.parametrize("content", [b"garbage" * 10, b""])
 def test_corrupt_safetensors_is_refused(saved, content):
     (saved / "model.safetensors").write_bytes(content)
     with pytest.raises(CheckpointError) as info:
-        load_checkpoint(saved)
+        load_method(saved)
     assert str(saved / "model.safetensors") in str(info.value) and "corrupt" in str(info.value)
 
 
 def test_missing_safetensors_is_refused(saved):
     (saved / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model.safetensors"):
-        load_checkpoint(saved)
+        load_method(saved)
 
 
 def test_weights_of_another_model_are_refused(saved):
     other = CONFIGS["hypermaml"]()
     edit_meta(saved, method="hypermaml", config=other.to_dict())
     with pytest.raises(CheckpointError) as info:
-        load_checkpoint(saved)
+        load_method(saved)
     message = str(info.value)
     assert "another model" in message and "hypermaml" in message and "missing" in message
 
@@ -233,12 +233,12 @@ def test_weights_of_another_shape_are_refused(tmp_path):
     meta["config"]["data"]["n_way"] = 5
     (tmp_path / "ckpt" / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="does not fit"):
-        load_checkpoint(tmp_path / "ckpt")
+        load_method(tmp_path / "ckpt")
 
 
 def test_expect_method_mismatch_is_refused(saved):
     with pytest.raises(CheckpointError) as info:
-        load_checkpoint(saved, expect_method="hypermaml")
+        load_method(saved, expect_method="hypermaml")
     message = str(info.value)
     assert "protonet" in message and "hypermaml" in message and str(saved) in message
 
@@ -246,4 +246,4 @@ def test_expect_method_mismatch_is_refused(saved):
 def test_checkpoint_survives_a_copy_elsewhere(saved, tmp_path):
     target = tmp_path / "elsewhere" / "copy"
     shutil.copytree(saved, target)
-    assert load_checkpoint(target).path == target
+    assert load_method(target).path == target

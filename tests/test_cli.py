@@ -21,21 +21,21 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, data_root_path):
+def trained_run(tmp_path_factory, data_root):
     run = tmp_path_factory.mktemp("cli") / "run"
     code = main(
         ["train", str(CONFIGS / "omniglot_5w1s_protonet.yaml"), "--out", str(run),
-         "--data-dir", str(data_root_path), *TINY]
+         "--data-dir", str(data_root), *TINY]
     )  # fmt: skip
     assert code == 0
     return run
 
 
-def test_eval_prints_and_writes_json(trained_run, data_root_path, tmp_path, capsys):
+def test_eval_prints_and_writes_json(trained_run, data_root, tmp_path, capsys):
     out = tmp_path / "result.json"
     code = main(
         ["eval", str(trained_run / "best"), "--tasks", "6", "--seed", "3",
-         "--json", str(out), "--data-dir", str(data_root_path)]
+         "--json", str(out), "--data-dir", str(data_root)]
     )  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
@@ -47,19 +47,19 @@ def test_eval_prints_and_writes_json(trained_run, data_root_path, tmp_path, caps
     assert f"{report['accuracy']:.2f}" in capsys.readouterr().out
 
 
-def test_eval_is_reproducible_from_the_seed(trained_run, data_root_path, tmp_path):
+def test_eval_is_reproducible_from_the_seed(trained_run, data_root, tmp_path):
     results = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.json"
         main(["eval", str(trained_run), "--tasks", "4", "--json", str(out),
-              "--data-dir", str(data_root_path)])  # fmt: skip
+              "--data-dir", str(data_root)])  # fmt: skip
         results.append(json.loads(out.read_text())["accuracy"])
     assert results[0] == results[1]
 
 
-def test_eval_of_impossible_shot_count_names_the_numbers(trained_run, data_root_path, capsys):
+def test_eval_of_impossible_shot_count_names_the_numbers(trained_run, data_root, capsys):
     code = main(["eval", str(trained_run), "--n-shot", "10", "--n-query", "15",
-                 "--data-dir", str(data_root_path)])  # fmt: skip
+                 "--data-dir", str(data_root)])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
     assert "25 images per class" in err and "20" in err
@@ -97,9 +97,9 @@ def test_every_shipped_config_loads():
     """Few-shot configs and classification ones (``classify_*.yaml``), whose networks build."""
     import torch
 
-    from hypermaml.classify_config import load_classify_config
+    from hypermaml.classify.config import load_classify_config
     from hypermaml.config import load_config
-    from hypermaml.models.resnets import build_classifier
+    from hypermaml.models import build_network
 
     configs = sorted(CONFIGS.glob("*.yaml"))
     classify = [p for p in configs if p.name.startswith("classify_")]
@@ -108,18 +108,18 @@ def test_every_shipped_config_loads():
         if path in classify:
             m = load_classify_config(path).model
             with torch.device("meta"):
-                build_classifier(m.arch, 3, 10, m.hyper, m.hyper_bias, m.frozen_seed)
+                build_network(m, 3, 10)
         else:
             load_config(path)
 
 
-def test_analyze_updates_on_the_reference_checkpoints(data_root_path, tmp_path, capsys):
+def test_analyze_updates_on_the_reference_checkpoints(data_root, tmp_path, capsys):
     shipped = Path(__file__).resolve().parents[1] / "checkpoints"
     out = tmp_path / "updates.json"
     code = main(
         ["analyze", "updates", str(shipped / "omniglot_5w1s_hypermaml"),
          str(shipped / "omniglot_5w1s_maml"), "--maml-steps", "1", "--tasks", "4",
-         "--json", str(out), "--data-dir", str(data_root_path)]
+         "--json", str(out), "--data-dir", str(data_root)]
     )  # fmt: skip
     assert code == 0
     hyper, maml = json.loads(out.read_text())
@@ -130,21 +130,21 @@ def test_analyze_updates_on_the_reference_checkpoints(data_root_path, tmp_path, 
     assert "113.28" in capsys.readouterr().out  # the paper's figure beside ours
 
 
-def test_analyze_updates_refuses_protonet(trained_run, data_root_path, capsys):
+def test_analyze_updates_refuses_protonet(trained_run, data_root, capsys):
     code = main(["analyze", "updates", str(trained_run / "best"), "--tasks", "2",
-                 "--data-dir", str(data_root_path)])  # fmt: skip
+                 "--data-dir", str(data_root)])  # fmt: skip
     assert code == 2
     assert "no classifier" in capsys.readouterr().err
 
 
-def test_bench_adapt_times_and_scores_every_step_count(data_root_path, tmp_path, capsys):
+def test_bench_adapt_times_and_scores_every_step_count(data_root, tmp_path, capsys):
     shipped = Path(__file__).resolve().parents[1] / "checkpoints"
     out, plot = tmp_path / "adapt.json", tmp_path / "adapt.png"
     code = main(
         ["bench", "adapt", "--maml", str(shipped / "omniglot_5w1s_maml"),
          "--hypermaml", str(shipped / "omniglot_5w1s_hypermaml"), "--steps", "0,1",
          "--tasks", "4", "--json", str(out), "--plot", str(plot),
-         "--data-dir", str(data_root_path)]
+         "--data-dir", str(data_root)]
     )  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
@@ -170,3 +170,20 @@ def test_params_prints_the_paper_counts(capsys):
     assert code == 0
     assert "resnet18 (layer)" in out and "21,385,290" in out  # the paper: 21.4M
     assert "6,623,194" in out and "1,204,186" in out  # Hyper-WRN-28-4 (1): 6.6M; (C): 1.22M
+
+
+def test_configs_lists_every_shipped_config_with_its_description(capsys):
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == len(list(CONFIGS.glob("*.yaml")))
+    assert "omniglot_5w1s_hypermaml" in out and "Omniglot (Vinyals split" in out
+
+
+def test_train_takes_a_shipped_config_by_name(data_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "omniglot_5w1s_protonet", "--out", str(run), "--data-dir"]
+    assert main([*args, str(data_root), *TINY]) == 0
+    assert "best validation accuracy" in capsys.readouterr().out
+    assert (run / "best" / "checkpoint.json").is_file()
+    assert main(["train", "omniglot_5w1s_protonett", "--out", str(tmp_path / "r")]) == 2
+    assert "hypermaml configs" in capsys.readouterr().err

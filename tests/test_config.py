@@ -57,7 +57,7 @@ def test_no_file_gives_the_defaults():
 
 
 def test_missing_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="neither a file nor a shipped config"):
         load_config(tmp_path / "nope.yaml")
 
 

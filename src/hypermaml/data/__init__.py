@@ -1,10 +1,11 @@
 """Datasets as in-memory uint8 tensors, their files, and episode sampling."""
 
+from ..errors import DataError
 from .augment import DEFAULT_AUGMENT, Augment, batches, channel_stats
 from .classification import CLASSIFICATION_DATASETS, LabelledImages, load_classification
-from .datasets import DATASETS, ClassImages, load_split
-from .episodes import EpisodeSampler, TaskBatch, check_episode_shape
-from .files import DataError, data_dir
+from .datasets import DATASETS, ClassImages, image_shape, load_split
+from .episodes import EpisodeSampler, TaskBatch, TaskShape, check_episode_shape
+from .files import data_dir
 
 __all__ = [
     "CLASSIFICATION_DATASETS",
@@ -19,7 +20,9 @@ __all__ = [
     "DataError",
     "EpisodeSampler",
     "TaskBatch",
+    "TaskShape",
     "check_episode_shape",
     "data_dir",
+    "image_shape",
     "load_split",
 ]

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import DataError, RemoteFile, fetch
+from ..errors import DataError
+from .files import RemoteFile, fetch
 
 _URL = "https://www.cs.toronto.edu/~kriz/"
 ARCHIVES = {

@@ -26,9 +26,10 @@ from typing import Literal
 
 import torch
 
+from ..errors import DataError
 from .cifar import load_cifar
 from .fashion_mnist import load_fashion_mnist
-from .files import DataError, data_dir
+from .files import data_dir
 
 CLASSIFICATION_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "omniglot", "cross_char")
 PRETRAIN_TEST_IMAGES = 3

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import DataError
 from .emnist import load_emnist_subset
-from .files import DataError, data_dir
+from .files import data_dir
 from .omniglot import load_omniglot, read_split_file
 
 DATASETS = ("omniglot", "cross_char")
@@ -24,6 +25,8 @@ IMAGES_PER_CLASS = {
     ("cross_char", "train"): 20, ("cross_char", "val"): 200, ("cross_char", "test"): 200,
 }  # fmt: skip
 """Images of each class per split: 20 drawers of an Omniglot character, 200 EMNIST images."""
+IMAGE_SHAPES = {"omniglot": (1, 28, 28), "cross_char": (1, 28, 28)}
+"""(C, H, W) of each dataset's images."""
 
 
 @dataclass
@@ -43,12 +46,17 @@ class ClassImages:
     def n_per_class(self) -> int:
         return self.images.shape[1]
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        return tuple(self.images.shape[2:])  # type: ignore[return-value]
+
 
 def _omniglot_split(root: Path, split: str) -> ClassImages:
     omniglot = load_omniglot(root)
     index = omniglot.index()
     images, names = [], []
-    for alphabet, character, degrees in read_split_file(root, split):
+    for alphabet, character, degrees in read_split_file(split):
         if (alphabet, character) not in index:
             raise DataError(f"Vinyals {split} split names {alphabet}/{character}, not in Omniglot")
         chars = omniglot.images[index[(alphabet, character)]]
@@ -66,6 +74,13 @@ def _cross_char_split(root: Path, split: str) -> ClassImages:
     emnist = load_emnist_subset(root)
     ids = list(range(0 if split == "val" else 1, emnist.shape[0], 2))
     return ClassImages("cross_char", split, emnist[ids][:, :, None], [f"emnist/{i}" for i in ids])
+
+
+def image_shape(name: str) -> tuple[int, int, int]:
+    """(C, H, W) of the images of few-shot dataset ``name``."""
+    if name not in IMAGE_SHAPES:
+        raise DataError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    return IMAGE_SHAPES[name]
 
 
 def load_split(name: str, split: str, root: str | Path | None = None) -> ClassImages:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import DataError, RemoteFile, fetch
+from ..errors import DataError
+from .files import RemoteFile, fetch
 
 EMNIST_SUBSET = RemoteFile(
     "emnist/emnist_closerlook_62x200.zip",

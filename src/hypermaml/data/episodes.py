@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import DataError
 from .datasets import ClassImages
-from .files import DataError
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 """An augmentation of task images: (float images [..., C, H, W], the sampler's generator) ->
@@ -33,6 +33,32 @@ def chain(augments: list[Augmentation]) -> Augmentation | None:
         return images
 
     return chained
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """The shape of a few-shot task: N classes (``n_way``), K support images per class
+    (``n_shot``) and Q query images per class (``n_query``)."""
+
+    n_way: int
+    n_shot: int
+    n_query: int = 15
+
+    def __post_init__(self) -> None:
+        values = (self.n_way, self.n_shot, self.n_query)
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise DataError(
+                f"n_way, n_shot and n_query must be integers >= 1, got {self.n_way}, "
+                f"{self.n_shot}, {self.n_query}"
+            )
+
+    @property
+    def images_per_class(self) -> int:
+        """K + Q: the images a task draws from each of its classes."""
+        return self.n_shot + self.n_query
+
+    def __str__(self) -> str:
+        return f"{self.n_way}-way {self.n_shot}-shot ({self.n_query} queries per class)"
 
 
 @dataclass
@@ -72,18 +98,18 @@ class TaskBatch:
         return [TaskBatch(*c, self.n_way, self.n_shot) for c in chunks]
 
 
-def check_episode_shape(data: ClassImages, n_way: int, n_shot: int, n_query: int) -> None:
-    """Raise a DataError when ``data`` cannot provide N-way K-shot tasks with Q queries."""
-    if min(n_way, n_shot, n_query) < 1:
-        raise DataError(f"n_way, n_shot and n_query must be >= 1, got {n_way}, {n_shot}, {n_query}")
+def check_episode_shape(data: ClassImages, shape: TaskShape) -> None:
+    """Raise a DataError when ``data`` cannot provide tasks of ``shape``."""
+    n_way, n_shot, n_query = shape.n_way, shape.n_shot, shape.n_query
+    need = shape.images_per_class
     if n_way > data.n_classes:
         raise DataError(
             f"{n_way}-way tasks need {n_way} classes, but {data.name}/{data.split} has only "
             f"{data.n_classes}; lower n_way to at most {data.n_classes}"
         )
-    if n_shot + n_query > data.n_per_class:
+    if need > data.n_per_class:
         raise DataError(
-            f"{n_shot}-shot tasks with {n_query} queries need {n_shot + n_query} images per class, "
+            f"{n_shot}-shot tasks with {n_query} queries need {need} images per class, "
             f"but {data.name}/{data.split} has {data.n_per_class}; lower n_shot + n_query to at "
             f"most {data.n_per_class}"
         )
@@ -92,8 +118,8 @@ def check_episode_shape(data: ClassImages, n_way: int, n_shot: int, n_query: int
 class EpisodeSampler:
     """Draws batches of tasks from one split.
 
-    The tasks depend only on (data, n_way, n_shot, n_query, seed, augment): two samplers with
-    the same arguments produce identical tasks, whatever model consumes them.
+    The tasks depend only on (data, shape, seed, augment): two samplers with the same arguments
+    produce identical tasks, whatever model consumes them.
 
     ``augment``: a function of (float images [B, N, K+Q, C, H, W], the sampler's generator)
     returning images of the same shape, applied to every image of a task (training data only).
@@ -102,20 +128,18 @@ class EpisodeSampler:
     def __init__(
         self,
         data: ClassImages,
-        n_way: int,
-        n_shot: int,
-        n_query: int,
+        shape: TaskShape,
         seed: int = 0,
         augment: Augmentation | None = None,
     ) -> None:
-        check_episode_shape(data, n_way, n_shot, n_query)
-        self.data, self.n_way, self.n_shot, self.n_query = data, n_way, n_shot, n_query
+        check_episode_shape(data, shape)
+        self.data, self.shape = data, shape
         self.generator = torch.Generator().manual_seed(seed)
         self.augment = augment
 
     def sample(self, n_tasks: int) -> TaskBatch:
         """One batch of ``n_tasks`` tasks (float images in [0, 1])."""
-        n, k, q = self.n_way, self.n_shot, self.n_query
+        n, k, q = self.shape.n_way, self.shape.n_shot, self.shape.n_query
         images = self.data.images
         g = self.generator
         # one task at a time, so a task does not depend on how the tasks are batched

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import DataError, RemoteFile, fetch
+from ..errors import DataError
+from .files import RemoteFile, fetch
 
 _URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _MD5 = {  # from the README of github.com/zalandoresearch/fashion-mnist

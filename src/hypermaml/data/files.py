@@ -15,9 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class DataError(RuntimeError):
-    """A data file is missing, corrupt, or a request cannot be served by a dataset."""
+from ..errors import DataError
 
 
 @dataclass(frozen=True)

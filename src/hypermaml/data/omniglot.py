@@ -7,16 +7,19 @@ official zips (downloaded when missing), resized to 28x28 with antialiasing and 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .files import DataError, RemoteFile, cache_dir, fetch
+from ..errors import DataError
+from .files import RemoteFile, cache_dir, fetch
 
 _OMNIGLOT_RAW = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
 BACKGROUND_ZIP = RemoteFile(
@@ -30,32 +33,19 @@ EVALUATION_ZIP = RemoteFile(
     "md5:6b91aef0f799c5bb55b94e3f2daec811",
 )
 NPZ = "omniglot/omniglot_105x105_bool.npz"
-_SPLITS_RAW = (
-    "https://raw.githubusercontent.com/jakesnell/prototypical-networks/master/"
-    "data/omniglot/splits/vinyals/"
-)
-VINYALS_SPLITS = {
-    "train": RemoteFile(
-        "omniglot/vinyals_splits/train.txt",
-        _SPLITS_RAW + "train.txt",
-        "sha256:984522c194c30fb678ce53304a160a42faf5403ad4f9a67010f32dd3a35738e0",
-    ),
-    "val": RemoteFile(
-        "omniglot/vinyals_splits/val.txt",
-        _SPLITS_RAW + "val.txt",
-        "sha256:11f99e54faee3e26f53d3231c1cceac5bf7b8730e9be31cb6dab256551dc0c1a",
-    ),
-    "test": RemoteFile(
-        "omniglot/vinyals_splits/test.txt",
-        _SPLITS_RAW + "test.txt",
-        "sha256:845264cc5c156180828ccf17915668b17ee21424d0170df6e7d81676aa5d1204",
-    ),
+SPLITS = files("hypermaml.data") / "splits" / "omniglot"
+"""The Vinyals split files (``Alphabet/characterNN/rotDDD`` per line), shipped with the package:
+jakesnell/prototypical-networks@c9bb4d25 ``data/omniglot/splits/vinyals/`` (MIT, Copyright (c)
+2017 Jake Snell)."""
+SPLIT_SHA256 = {
+    "train": "984522c194c30fb678ce53304a160a42faf5403ad4f9a67010f32dd3a35738e0",
+    "val": "11f99e54faee3e26f53d3231c1cceac5bf7b8730e9be31cb6dab256551dc0c1a",
+    "test": "845264cc5c156180828ccf17915668b17ee21424d0170df6e7d81676aa5d1204",
 }
 
 N_CHARACTERS = 1623
 N_BACKGROUND = 964
 N_DRAWERS = 20
-N_ALPHABETS = {"background": 30, "evaluation": 20}
 IMAGE_SIZE = 28
 _CACHE_VERSION = 1
 
@@ -183,16 +173,19 @@ def load_omniglot(root: Path) -> Omniglot:
     return data
 
 
-def read_split_file(root: Path, split: str) -> list[tuple[str, str, int]]:
+def read_split_file(split: str) -> list[tuple[str, str, int]]:
     """Vinyals split lines ``Alphabet/characterNN/rotDDD`` as (alphabet, character, degrees)."""
-    path = fetch(VINYALS_SPLITS[split], root)
+    path = SPLITS / f"{split}.txt"
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != SPLIT_SHA256[split]:
+        raise DataError(f"{path} differs from the Vinyals split it ships; reinstall hypermaml")
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(raw.decode().splitlines(), 1):
         if not line.strip():
             continue
         try:
             alphabet, character, rot = line.strip().split("/")
             out.append((alphabet, character, int(rot[3:])))
         except ValueError as exc:
-            raise DataError(f"{path}:{lineno}: cannot parse {line!r}; replace the file") from exc
+            raise DataError(f"{path}:{lineno}: cannot parse {line!r}; reinstall hypermaml") from exc
     return out

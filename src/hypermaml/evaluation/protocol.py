@@ -1,6 +1,7 @@
 """The few-shot test protocol: accuracy over tasks drawn from a seed, with a 95% interval.
 
-Tasks depend only on the data, N, K, Q and the seed, so every method is scored on the same tasks.
+Tasks depend only on the data, the task shape (N, K, Q) and the seed, so every method is scored
+on the same tasks.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..data import ClassImages, EpisodeSampler, TaskBatch
-from ..methods import Method
-from ..parallel import TaskParallel
+from ..data import ClassImages, EpisodeSampler, TaskBatch, TaskShape
+from ..engine.parallel import TaskParallel
+from ..methods.base import Method
 from .stats import mean_ci95
 
 
@@ -42,27 +43,25 @@ def _synchronize(device: torch.device) -> None:
 def evaluate(
     method: Method,
     data: ClassImages,
-    n_way: int,
-    n_shot: int,
-    n_query: int = 15,
+    shape: TaskShape,
     n_tasks: int = 600,
     seed: int = 0,
     batch_size: int = 8,
     parallel: TaskParallel | None = None,
 ) -> EvalResult:
-    """Score ``method`` on ``n_tasks`` tasks of ``data`` drawn from ``seed``.
+    """Score ``method`` on ``n_tasks`` tasks of ``shape`` from ``data``, drawn from ``seed``.
 
     ``parallel``: an open pool whose workers score batches of ``batch_size`` tasks concurrently
     (default: one opened for the method's device, PyTorch's thread count on the CPU). A method
     whose tasks are not independent (``Method.tasks_are_independent``, as in ``meta_step``) is
     scored in the calling thread.
     """
-    method.check_n_way(n_way)
+    method.check_n_way(shape.n_way)
     device = next(method.parameters()).device
-    sampler = EpisodeSampler(data, n_way, n_shot, n_query, seed)
+    sampler = EpisodeSampler(data, shape, seed)
     if parallel is None:
         with TaskParallel.for_device(device) as pool:
-            return evaluate(method, data, n_way, n_shot, n_query, n_tasks, seed, batch_size, pool)
+            return evaluate(method, data, shape, n_tasks, seed, batch_size, pool)
 
     def score(batch: TaskBatch) -> tuple[list[float], float]:
         start = time.perf_counter()

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..data import ClassImages
+import torch
+
+from ..data import ClassImages, TaskShape, load_split
+from ..engine.device import pick_device
+from ..errors import ConfigError
 from ..evaluation import evaluate
-from ..methods import MAML, HyperMAML
+from ..methods import MAML, HyperMAML, load_method
+from .environment import environment
+from .plotting import pyplot
 
 DEFAULT_STEPS = (0, 1, 2, 3, 4, 5, 10, 25, 50, 100)
 
@@ -46,9 +52,7 @@ def adapt_benchmark(
     maml: MAML | None,
     hypermaml: HyperMAML | None,
     data: ClassImages,
-    n_way: int,
-    n_shot: int,
-    n_query: int = 15,
+    shape: TaskShape,
     steps: Sequence[int] = DEFAULT_STEPS,
     n_tasks: int = 600,
     seed: int = 0,
@@ -67,9 +71,8 @@ def adapt_benchmark(
         if k is not None:
             method.cfg = replace(base, inner_steps_test=k)
         # an untimed warm-up on a few other tasks picks the kernels for these shapes
-        evaluate(method, data, n_way, n_shot, n_query, min(n_tasks, 16), seed + 1)
-        runs = [evaluate(method, data, n_way, n_shot, n_query, n_tasks, seed)
-                for _ in range(repeats)]  # fmt: skip
+        evaluate(method, data, shape, min(n_tasks, 16), seed + 1)
+        runs = [evaluate(method, data, shape, n_tasks, seed) for _ in range(repeats)]
         seconds = [r.seconds_per_task * r.n_tasks for r in runs]
         row = AdaptRow(
             name, k, statistics.fmean(seconds), statistics.pstdev(seconds),
@@ -102,11 +105,7 @@ def format_rows(rows: list[AdaptRow], header: bool = True) -> str:
 
 def plot_adapt(rows: list[AdaptRow], path: str | Path, title: str = "") -> None:
     """Accuracy against seconds: MAML's step counts as a labelled line, HyperMAML a star."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the adaptation-time figure")
     fig, ax = plt.subplots(figsize=(6, 4))
     maml = [r for r in rows if r.method == "maml"]
     if maml:
@@ -127,3 +126,54 @@ def plot_adapt(rows: list[AdaptRow], path: str | Path, title: str = "") -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def run_adapt_bench(
+    maml: str | Path | None,
+    hypermaml: str | Path | None,
+    steps: Sequence[int] = DEFAULT_STEPS,
+    split: str = "test",
+    n_tasks: int = 600,
+    seed: int = 0,
+    repeats: int = 1,
+    data_root: str | Path | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    plot: str | Path | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict:
+    """``hypermaml bench adapt``: load the MAML and/or HyperMAML checkpoints (trained on the same
+    tasks), time and score them on ``n_tasks`` tasks of ``split`` (``adapt_benchmark``), draw
+    ``plot`` if given, and return the report (rows, machine, settings)."""
+    if not (maml or hypermaml):
+        raise ConfigError("bench adapt needs --maml CHECKPOINT and/or --hypermaml CHECKPOINT")
+    if threads:
+        torch.set_num_threads(threads)
+    torch_device = pick_device(device)
+    models, data_cfg = {}, None
+    for name, path in (("maml", maml), ("hypermaml", hypermaml)):
+        if path:
+            ckpt = load_method(path, torch_device, expect_method=name)
+            models[name] = ckpt.method
+            dc = ckpt.config.data
+            if data_cfg is not None and (data_cfg.dataset, data_cfg.test_shape) != (
+                dc.dataset,
+                dc.test_shape,
+            ):
+                raise ConfigError("--maml and --hypermaml were trained on different tasks")
+            data_cfg = dc
+    data = load_split(data_cfg.dataset, split, data_root)
+    rows = adapt_benchmark(models.get("maml"), models.get("hypermaml"), data,
+                           data_cfg.test_shape, steps, n_tasks, seed, repeats, log)  # fmt: skip
+    if log:
+        log(
+            f"({n_tasks} {data_cfg.dataset} {split} tasks of seed {seed}, {torch_device}, "
+            f"{torch.get_num_threads()} threads; the paper: Omniglot -> EMNIST, RTX 2080)"
+        )
+    if plot:
+        plot_adapt(rows, plot, f"{data_cfg.dataset} {data_cfg.n_way}-way "
+                   f"{data_cfg.n_shot}-shot, {n_tasks} tasks, {torch_device}")  # fmt: skip
+    return {"rows": [asdict(r) for r in rows], "environment": environment(),
+            "dataset": data_cfg.dataset, "split": split, "seed": seed,
+            "maml": str(maml) if maml else None,
+            "hypermaml": str(hypermaml) if hypermaml else None}  # fmt: skip

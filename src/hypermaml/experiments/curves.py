@@ -13,6 +13,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CheckpointError, ConfigError
+from .plotting import pyplot
+
 
 @dataclass
 class Curve:
@@ -29,7 +32,7 @@ def _run_folder(path: Path) -> Path:
     for folder in (path, path.parent):
         if (folder / "metrics.csv").is_file():
             return folder
-    raise FileNotFoundError(
+    raise CheckpointError(
         f"{path} holds no metrics.csv; pass a run folder (the --out of hypermaml train) or a "
         f"checkpoint folder saved with its run's metrics.csv"
     )
@@ -63,13 +66,27 @@ def read_curve(path: str | Path, label: str | None = None) -> Curve:
     )
 
 
+def read_curves(runs: list[str | Path], labels: list[str] | None = None) -> list[Curve]:
+    """``read_curve`` of every run, labelled by ``labels`` (one per run) or by its path."""
+    if labels is not None and len(labels) != len(runs):
+        raise ConfigError(f"--labels names {len(labels)} runs, but {len(runs)} were given")
+    return [read_curve(run, label) for run, label in zip(runs, labels or [None] * len(runs))]
+
+
+def describe(curve: Curve) -> str:
+    """One line: where the curve starts, its best and its last validated epoch."""
+    best = max(range(len(curve.accuracy)), key=curve.accuracy.__getitem__, default=None)
+    text = "no validated epoch" if best is None else (
+        f"best {curve.accuracy[best]:.2f}% at epoch {curve.epochs[best]}, last "
+        f"{curve.accuracy[-1]:.2f}% at epoch {curve.epochs[-1]}")  # fmt: skip
+    if curve.offset:
+        return f"{curve.label}: starts after epoch {curve.offset - 1}; {text}"
+    return f"{curve.label}: {text}"
+
+
 def plot_curves(curves: list[Curve], path: str | Path, title: str = "") -> None:
     """Validation accuracy against epoch, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the curves figure")
     fig, ax = plt.subplots(figsize=(7, 4))
     for curve in curves:
         ax.plot(curve.epochs, curve.accuracy, linewidth=1, label=curve.label)

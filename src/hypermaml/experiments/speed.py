@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import platform
 import resource
 import sys
 import time
@@ -29,11 +28,13 @@ from ..config import (
     ProtoNetConfig,
     TrainConfig,
 )
+from ..errors import ConfigError
+from .environment import environment
 
 if TYPE_CHECKING:
     from ..data import ClassImages
+    from ..engine.parallel import TaskParallel
     from ..methods import Method
-    from ..parallel import TaskParallel
 
 SHAPES = {"omniglot": (4112, 20, 1, 28, 28), "cross_char": (1597, 20, 1, 28, 28)}
 """(classes, images per class, C, H, W) of each dataset's training split."""
@@ -98,6 +99,21 @@ def default_cases(maml_steps: tuple[int, ...] = (1, 5), batching: str = "auto") 
     return cases
 
 
+def select_cases(
+    methods: str | None = None, maml_steps: tuple[int, ...] = (1, 5), batching: str = "auto"
+) -> list[BenchCase]:
+    """The cases ``methods`` names (a comma list of hypermaml, maml, maml-K, protonet; None:
+    all) among ``default_cases``."""
+    wanted = methods.split(",") if methods else None
+    cases = [
+        c for c in default_cases(maml_steps, batching)
+        if wanted is None or c.name.split(" ")[0] in wanted or c.name.split("-")[0] in wanted
+    ]  # fmt: skip
+    if not cases:
+        raise ConfigError(f"--methods {methods!r} selects no method")
+    return cases
+
+
 def _config(case: BenchCase, s: BenchSettings) -> ExperimentConfig:
     return ExperimentConfig(
         data=DataConfig(**{f.name: getattr(s, f.name) for f in fields(DataConfig)}),
@@ -133,10 +149,8 @@ def _sync(device: torch.device) -> None:
 
 def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
     """Time one phase (``train`` or ``eval``) of one case, in the current process."""
+    from ..engine import TaskParallel, keep_freed_memory, pick_device
     from ..methods import build_method
-    from ..parallel import TaskParallel
-    from ..runtime import keep_freed_memory
-    from ..training.trainer import pick_device
 
     keep_freed_memory()  # as the command line does
     if s.threads:
@@ -144,8 +158,7 @@ def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
     device = pick_device(s.device)
     data = synthetic_split(s)
     torch.manual_seed(0)
-    channels, size = data.images.shape[2], data.images.shape[3]
-    method = build_method(_config(case, s), channels, size).to(device)
+    method = build_method(_config(case, s), data.image_shape).to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     out: dict = {"threads": torch.get_num_threads(), "device": str(device)}
@@ -167,13 +180,13 @@ def _timed_phase(
     """The timings of ``measure`` with the method built and the worker pool open."""
     from ..data import EpisodeSampler
     from ..evaluation import evaluate
-    from ..training.trainer import meta_step
+    from ..training.step import meta_step
 
     out: dict = {}
     if phase == "train":
         method.train()
         optimizer = torch.optim.Adam(method.parameters(), lr=1e-4)
-        sampler = EpisodeSampler(data, s.n_way, s.n_shot, s.n_query, seed=0)
+        sampler = EpisodeSampler(data, s.train_shape, seed=0)
         for _ in range(s.warmup_steps):
             meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel)
         steps = max(1, math.ceil(s.train_episodes / s.meta_batch))
@@ -186,9 +199,8 @@ def _timed_phase(
         out["train_peak_mb"] = _peak_mb(device)
     else:
         warm = min(s.eval_tasks, 2 * s.eval_batch)
-        args = (method, data, s.n_way, s.n_shot, s.n_query_test)
-        evaluate(*args, warm, 1, s.eval_batch, parallel)
-        result = evaluate(*args, s.eval_tasks, 0, s.eval_batch, parallel)
+        evaluate(method, data, s.test_shape, warm, 1, s.eval_batch, parallel)
+        result = evaluate(method, data, s.test_shape, s.eval_tasks, 0, s.eval_batch, parallel)
         out["eval_seconds"] = result.seconds_per_task * result.n_tasks
         out["eval_tasks_per_s"] = 1.0 / result.seconds_per_task
         out["eval_peak_mb"] = _peak_mb(device)
@@ -197,7 +209,7 @@ def _timed_phase(
 
 def measure_reference(s: BenchSettings) -> float:
     """The GEMM rate (GFLOP/s) with the benchmark's threads and device, in this process."""
-    from ..training.trainer import pick_device
+    from ..engine.device import pick_device
     from .floor import gemm_gflops
 
     if s.threads:
@@ -290,17 +302,18 @@ def format_ratios(values: dict[str, float]) -> str:
     return "\n".join(f"{name}: {value:.2f}" for name, value in values.items())
 
 
-def environment() -> dict:
-    """What the numbers were measured on."""
-    info = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": multiprocessing.cpu_count(),
-    }
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name()
-    return info
+def summary(rows: list[BenchRow], reference: list[float]) -> str:
+    """The table of every case, the machine it ran on, and HyperMAML's time ratios."""
+    workers = rows[0].extra.get("task_workers", 1)
+    gemm = " / ".join(f"{g:.0f}" for g in reference)
+    text = (
+        f"{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads, {workers} task "
+        f"worker{'s' if workers > 1 else ''}; reference float32 GEMM {gemm} GFLOP/s before / "
+        f"after; floor: the convolutions' FLOPs at that rate)"
+    )
+    if ratio_text := format_ratios(ratios(rows)):
+        text += "\n" + ratio_text
+    return text
 
 
 def report(rows: list[BenchRow], settings: BenchSettings, reference: list[float]) -> dict:

@@ -28,6 +28,7 @@ from ..config import HyperMAMLConfig, MAMLConfig
 from ..data.episodes import TaskBatch
 from ..methods import MAML, HyperMAML, Method
 from ..models import IdentityEncoder
+from .toy2d_plot import LinearView, plot_toy2d
 
 ELLIPSES = ("top", "bottom", "left", "right")
 N_SHOT = 100
@@ -64,19 +65,6 @@ class MethodSpec:
     iterations: int
     tasks_per_batch: int
     """A multiple of 4: every batch holds each of the four tasks equally often."""
-
-
-@dataclass
-class LinearView:
-    """A 2-way linear model seen as logit difference: logit_1 - logit_0 = w . x + b.
-
-    universal_w [2], universal_b [] (the meta-learned init); adapted_w [B, 2], adapted_b [B].
-    """
-
-    universal_w: torch.Tensor
-    universal_b: torch.Tensor
-    adapted_w: torch.Tensor
-    adapted_b: torch.Tensor
 
 
 DEFAULT_GEOMETRY = ToyGeometry()
@@ -138,7 +126,7 @@ def sample_tasks(
     )
 
 
-def build_method(spec: MethodSpec) -> Method:
+def build_toy_method(spec: MethodSpec) -> Method:
     """A fresh linear (identity-encoder) 2-way MAML or HyperMAML as ``spec`` describes."""
     if spec.inner_steps == 0:
         cfg = HyperMAMLConfig(hn_width=64, warmup_epochs=0, switch_epochs=0)
@@ -155,7 +143,7 @@ def train_method(
 ) -> tuple[Method, list[float]]:
     """Build (seeded) and meta-train one method; returns it with its per-iteration losses."""
     torch.manual_seed(seed)
-    method = build_method(spec)
+    method = build_toy_method(spec)
     generator = torch.Generator().manual_seed(seed)
     n_iter = spec.iterations if iterations is None else iterations
     optimizer = torch.optim.Adam(method.parameters(), lr=spec.lr)
@@ -182,19 +170,13 @@ def task_accuracy(method: Method, batch: TaskBatch) -> torch.Tensor:
     return (logits.argmax(-1) == batch.query_y).float().mean(1)
 
 
-def linear_view(method: Method, batch: TaskBatch) -> LinearView:
+def linear_view(method: MAML | HyperMAML, batch: TaskBatch) -> LinearView:
     """Universal and adapted weights of a linear MAML / HyperMAML as w1 - w0 and b1 - b0."""
     method.eval()
     with torch.no_grad():
-        params = method.adapt(batch.support_x, batch.support_y)
-    if isinstance(method, HyperMAML):
-        head, w, b = method.classifier, params["weight"], params["bias"]
-    elif isinstance(method, MAML):
-        head, w, b = method.net.head, params["head.weight"], params["head.bias"]
-    else:
-        raise TypeError(f"no linear view of {type(method).__name__}")
-    w0, b0 = head.weight.detach(), head.bias.detach()
-    w, b = w.detach(), b.detach()  # [B, 2, 2], [B, 2]
+        delta_w, delta_b = method.classifier_update(batch.support_x, batch.support_y)
+    w0, b0 = method.head.weight.detach(), method.head.bias.detach()
+    w, b = w0 + delta_w, b0 + delta_b  # [B, 2, 2], [B, 2]
     return LinearView(w0[1] - w0[0], b0[1] - b0[0], w[:, 1] - w[:, 0], b[:, 1] - b[:, 0])
 
 
@@ -228,8 +210,6 @@ def run_demo(out_dir: Path, seed: int = 0, iterations: int | None = None) -> dic
     ``out_dir``. ``iterations`` overrides every method's number of training iterations.
     Returns {method name: {task name: accuracy in [0, 1]}}.
     """
-    from .toy2d_plot import plot_toy2d
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

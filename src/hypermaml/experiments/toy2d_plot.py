@@ -7,19 +7,28 @@ and the adapted one (red), both as w1 - w0 and drawn to a common scale per panel
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from ..data.episodes import TaskBatch
+from .plotting import pyplot
 
-from ..data.episodes import TaskBatch  # noqa: E402
 
-if TYPE_CHECKING:
-    from .toy2d import LinearView
+@dataclass
+class LinearView:
+    """A 2-way linear model seen as logit difference: logit_1 - logit_0 = w . x + b.
+
+    universal_w [2], universal_b [] (the meta-learned init); adapted_w [B, 2], adapted_b [B].
+    """
+
+    universal_w: torch.Tensor
+    universal_b: torch.Tensor
+    adapted_w: torch.Tensor
+    adapted_b: torch.Tensor
+
 
 LABEL_COLOURS = ("tab:orange", "tab:green")
 REGION_COLOURS = ("#fde3c8", "#d2efd2")
@@ -29,7 +38,7 @@ MAX_POINTS = 150
 """Query points drawn per class (the rest are evaluated, not drawn)."""
 
 
-def _style(ax: plt.Axes, title: str) -> None:
+def _style(ax: Any, title: str) -> None:
     ax.set_xlim(-LIMIT, LIMIT)
     ax.set_ylim(-LIMIT, LIMIT)
     ax.set_aspect("equal")
@@ -38,7 +47,7 @@ def _style(ax: plt.Axes, title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
-def _draw_dataset(ax: plt.Axes, dataset: torch.Tensor, ellipse_names: list[str]) -> None:
+def _draw_dataset(ax: Any, dataset: torch.Tensor, ellipse_names: list[str]) -> None:
     """dataset [4, n, 2]: the points of each ellipse."""
     for points, name, colour in zip(dataset, ellipse_names, ELLIPSE_COLOURS):
         ax.scatter(points[:, 0], points[:, 1], s=2, color=colour, label=name)
@@ -47,7 +56,7 @@ def _draw_dataset(ax: plt.Axes, dataset: torch.Tensor, ellipse_names: list[str])
 
 
 def _draw_task(
-    ax: plt.Axes,
+    ax: Any,
     batch: TaskBatch,
     task: int,
     w: torch.Tensor,
@@ -105,6 +114,7 @@ def plot_toy2d(
     dataset [4, n, 2]; batch: one episode of the 4 tasks (query_x [4, 2Q, 2]);
     views: per method, its ``LinearView`` on ``batch``; accuracy: per method, [4] on ``batch``.
     """
+    plt = pyplot("the 2-D toy figure")
     n_rows, n_cols = len(views), 1 + len(task_names)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 3.0 * n_rows), squeeze=False)
     for row, (method, view) in enumerate(views.items()):

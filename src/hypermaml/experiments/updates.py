@@ -8,13 +8,16 @@ tasks are those of ``evaluate`` with the same seed, so the norms belong to the s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 
-from ..data import ClassImages, EpisodeSampler
+from ..data import ClassImages, EpisodeSampler, TaskShape, load_split
+from ..engine.device import pick_device
 from ..evaluation.stats import mean_ci95
-from ..methods import Method
+from ..methods import MAML, Method, load_method
 
 #: Table 3 of the paper (Omniglot -> EMNIST, 5-way 1-shot): (weight, bias) as (mean, interval)
 PAPER_TABLE3 = {
@@ -43,17 +46,16 @@ class UpdateNorms:
 def update_norms(
     method: Method,
     data: ClassImages,
-    n_way: int,
-    n_shot: int,
-    n_query: int = 15,
+    shape: TaskShape,
     n_tasks: int = 600,
     seed: int = 0,
     batch_size: int = 8,
 ) -> UpdateNorms:
-    """Norms of the classifier update on ``n_tasks`` tasks of ``data`` drawn from ``seed``."""
-    method.check_n_way(n_way)
+    """Norms of the classifier update on ``n_tasks`` tasks of ``shape`` from ``data``, drawn
+    from ``seed``."""
+    method.check_n_way(shape.n_way)
     device = next(method.parameters()).device
-    sampler = EpisodeSampler(data, n_way, n_shot, n_query, seed)
+    sampler = EpisodeSampler(data, shape, seed)
     was_training = method.training
     method.eval()
     weights: list[float] = []
@@ -69,3 +71,50 @@ def update_norms(
         method.train(was_training)
     (w_mean, w_ci), (b_mean, b_ci) = mean_ci95(weights), mean_ci95(biases)
     return UpdateNorms(w_mean, w_ci, b_mean, b_ci, len(weights), weights, biases)
+
+
+def analyze_updates(
+    paths: Sequence[str | Path],
+    split: str = "test",
+    n_tasks: int = 600,
+    seed: int = 0,
+    maml_steps: int | None = None,
+    data_root: str | Path | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] | None = print,
+) -> list[dict]:
+    """The update norms of each checkpoint (MAML with ``maml_steps`` inner steps at test time,
+    default its own) on the tasks of its own dataset and shape; one report per checkpoint,
+    ``log``-ged beside the paper's Table 3."""
+    torch_device = pick_device(device)
+    reports = []
+    if log:
+        log(f"{'checkpoint':<44} {'|delta weight|':>16} {'|delta bias|':>14}  "
+            f"paper (weight / bias)")  # fmt: skip
+    for path in paths:
+        ckpt = load_method(path, torch_device)
+        method, dc = ckpt.method, ckpt.config.data
+        steps = None
+        if isinstance(method, MAML):  # the steps adaptation takes at test time
+            if maml_steps is not None:
+                method.cfg = replace(method.cfg, inner_steps_test=maml_steps)
+            steps = method.cfg.inner_steps_test or method.cfg.inner_steps
+        data = load_split(dc.dataset, split, data_root)
+        norms = update_norms(method, data, dc.test_shape, n_tasks, seed)
+        name = ckpt.meta["method"]
+        if log:
+            paper = PAPER_TABLE3.get(name)
+            paper_text = (
+                f"{paper[0][0]} ± {paper[0][1]} / {paper[1][0]} ± {paper[1][1]}" if paper else "-"
+            )
+            log(f"{str(path):<44} {norms.weight_mean:>8.2f} ± {norms.weight_ci95:<5.2f} "
+                f"{norms.bias_mean:>6.2f} ± {norms.bias_ci95:<5.2f}  {paper_text}")  # fmt: skip
+        reports.append({
+            **norms.summary(), "method": name, "maml_steps": steps, "checkpoint": str(ckpt.path),
+            "dataset": dc.dataset, "split": split, "n_way": dc.n_way, "n_shot": dc.n_shot,
+            "seed": seed,
+        })  # fmt: skip
+    if log:
+        log(f"({n_tasks} {split} tasks of seed {seed}; the paper's figures are for "
+            f"Omniglot -> EMNIST 5-way 1-shot, MAML with one step)")  # fmt: skip
+    return reports

@@ -3,11 +3,16 @@
 A method turns a support set into task parameters (``adapt``) and uses them to classify a query
 set (``predict``); meta-training minimises the query loss of that, averaged over the tasks of a
 batch (``meta_loss``). Tasks travel batched, with a leading task dimension B.
+
+Every method names its parts alike: ``encoder`` (an ``models.encoder.Encoder``, the only thing
+it knows of the backbone) and, where it has one, ``head`` (the linear classifier that
+adaptation updates). ``legacy_keys`` maps weight names of files written before that naming.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +30,9 @@ class Method(nn.Module, ABC):
     ``n_way`` is the number of classes per task the method is built for; methods whose task
     parameters do not depend on it (ProtoNet) accept any N at prediction time.
     """
+
+    legacy_keys: ClassVar[dict[str, str]] = {}
+    """Old weight-name prefix -> current one (``checkpoint.load_weights_into``)."""
 
     def __init__(self, n_way: int) -> None:
         super().__init__()

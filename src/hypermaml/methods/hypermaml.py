@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import HyperMAMLConfig
+from ..models.encoder import Encoder
 from .base import Method, TaskParams, one_hot_class_means
 
 
@@ -34,13 +35,17 @@ def mlp(in_dim: int, width: int, out_dim: int, depth: int) -> nn.Sequential:
 
 
 class HyperMAML(Method):
-    def __init__(self, encoder: nn.Module, n_way: int, cfg: HyperMAMLConfig) -> None:
+    """``encoder``, the universal classifier ``head`` and the ``hypernet`` that updates it."""
+
+    legacy_keys = {"classifier.": "head."}
+
+    def __init__(self, encoder: Encoder, n_way: int, cfg: HyperMAMLConfig) -> None:
         super().__init__(n_way)
         self.cfg = cfg
         self.encoder = encoder
         dim = encoder.out_dim
-        self.classifier = nn.Linear(dim, n_way)
-        nn.init.zeros_(self.classifier.bias)
+        self.head = nn.Linear(dim, n_way)
+        nn.init.zeros_(self.head.bias)
         in_dim = dim + 2 * n_way if cfg.enhancement else dim
         self.hypernet = mlp(in_dim, cfg.hn_width, dim + 1, cfg.hn_depth)
 
@@ -60,7 +65,7 @@ class HyperMAML(Method):
         rows = [embeddings]
         if self.cfg.enhancement:
             with torch.no_grad():
-                probs = F.softmax(self.classifier(embeddings), dim=-1)  # [B, N*K, N]
+                probs = F.softmax(self.head(embeddings), dim=-1)  # [B, N*K, N]
             rows.append(probs)
         means = one_hot_class_means(torch.cat(rows, -1), support_y, self.n_way)
         if self.cfg.enhancement:
@@ -80,8 +85,8 @@ class HyperMAML(Method):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(delta weight, delta bias) of ``warmup_inner_steps`` gradient steps on the head."""
         batch = embeddings.shape[0]
-        w0 = self.classifier.weight.expand(batch, -1, -1)
-        b0 = self.classifier.bias.expand(batch, -1)
+        w0 = self.head.weight.expand(batch, -1, -1)
+        b0 = self.head.bias.expand(batch, -1)
         w, b = w0, b0
         with torch.enable_grad():
             for _ in range(self.cfg.warmup_inner_steps):
@@ -106,8 +111,8 @@ class HyperMAML(Method):
             mw, mb = self.maml_update(embeddings, support_y)
             delta_w, delta_b = lam * hw + (1 - lam) * mw, lam * hb + (1 - lam) * mb
         return {
-            "weight": self.classifier.weight + delta_w,  # [B, N, D]
-            "bias": self.classifier.bias + delta_b,  # [B, N]
+            "weight": self.head.weight + delta_w,  # [B, N, D]
+            "bias": self.head.bias + delta_b,  # [B, N]
         }
 
     def predict(self, query_x: torch.Tensor, params: TaskParams) -> torch.Tensor:
@@ -118,4 +123,4 @@ class HyperMAML(Method):
         self, support_x: torch.Tensor, support_y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         params = self.adapt(support_x, support_y)
-        return params["weight"] - self.classifier.weight, params["bias"] - self.classifier.bias
+        return params["weight"] - self.head.weight, params["bias"] - self.head.bias

@@ -3,11 +3,9 @@
 theta' = theta - alpha * grad_theta L_S(f_theta), repeated ``inner_steps`` times. The
 meta-gradient flows through the steps (second order) unless ``first_order``; ``adapt`` picks
 whether every parameter adapts, the linear head only, or a hyper backbone's layer embeddings and
-the head. The network is called with the adapted parameters as arguments, so they are plain
-tensors and no shared module is mutated, not even for the duration of a call: the fast Conv4
-takes them as an argument, and any other encoder gets them by ``torch.func.functional_call`` on
-the calling thread's replica of it (the call swaps parameters in place, which concurrent task
-threads would otherwise see).
+the head. The network is called with the adapted parameters as arguments (the encoder contract's
+``params``), so they are plain tensors and no shared module is mutated, not even for the
+duration of a call: any registered encoder works, in task threads too.
 """
 
 from __future__ import annotations
@@ -17,46 +15,36 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from ..config import MAMLConfig
-from ..models import Conv4
-from ..models.thread_replica import thread_replica
+from ..models.encoder import Encoder
 from .base import Method, TaskParams
 
 
-class EncoderWithHead(nn.Module):
-    """Encoder followed by a linear layer: [G, n, C, H, W] -> logits [G, n, N]."""
+class MAML(Method):
+    """``encoder`` followed by the linear ``head``, both adapted by the inner loop (``adapt``)."""
 
-    def __init__(self, encoder: nn.Module, n_way: int) -> None:
-        super().__init__()
+    legacy_keys = {"net.encoder.": "encoder.", "net.head.": "head."}
+
+    def __init__(self, encoder: Encoder, n_way: int, cfg: MAMLConfig) -> None:
+        super().__init__(n_way)
+        self.cfg = cfg
         self.encoder = encoder
         self.head = nn.Linear(encoder.out_dim, n_way)
         nn.init.zeros_(self.head.bias)
 
-    def forward(
+    def logits(
         self, x: torch.Tensor, step: int = 0, params: TaskParams | None = None
     ) -> torch.Tensor:
-        """``step``: the inner-loop step, for the ``per_step`` BatchNorm policy; ``params``:
-        tensors in place of the parameters of the same names (``head.weight``, ...)."""
+        """[G, n, C, H, W] -> logits [G, n, N]. ``step``: the inner-loop step, for the
+        ``per_step`` BatchNorm policy; ``params``: tensors in place of the parameters of the
+        same names (``head.weight``, ``encoder.convs.0.weight``, ...)."""
         params = params or {}
         prefix = "encoder."
         inner = {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)}
-        if isinstance(self.encoder, Conv4):
-            h = self.encoder(x, step, inner)
-        elif inner:  # an encoder without a params argument: swap them into this thread's replica
-            h = functional_call(thread_replica(self.encoder), inner, (x,))
-        else:
-            h = self.encoder(x)
+        h = self.encoder(x, step, inner)
         weight = params.get("head.weight", self.head.weight)
         return F.linear(h, weight, params.get("head.bias", self.head.bias))
-
-
-class MAML(Method):
-    def __init__(self, encoder: nn.Module, n_way: int, cfg: MAMLConfig) -> None:
-        super().__init__(n_way)
-        self.cfg = cfg
-        self.net = EncoderWithHead(encoder, n_way)
 
     @property
     def steps(self) -> int:
@@ -66,7 +54,7 @@ class MAML(Method):
 
     def adapted_names(self) -> list[str]:
         """Names of the parameters the inner loop changes (``cfg.adapt``)."""
-        names = [n for n, _ in self.net.named_parameters()]
+        names = [n for n, _ in self.named_parameters()]
         if self.cfg.adapt == "all":
             return names
         head = [n for n in names if n.startswith("head.")]
@@ -89,14 +77,14 @@ class MAML(Method):
     def _inner_loop(self, support_x: torch.Tensor, support_y: torch.Tensor, grad_fn) -> TaskParams:
         """k steps on one task (support_x [N*K, C, H, W]); ``grad_fn(loss_fn, params)`` gives
         the gradient of ``loss_fn`` at ``params`` (autograd in the loop, torch.func in vmap)."""
-        params: TaskParams = dict(self.net.named_parameters())
+        params: TaskParams = dict(self.named_parameters())
         names = self.adapted_names()
         for step in range(self.steps):
 
             def support_loss(
                 adapted: TaskParams, step: int = step, params: TaskParams = params
             ) -> torch.Tensor:
-                logits = self.net(support_x[None], step, {**params, **adapted})
+                logits = self.logits(support_x[None], step, {**params, **adapted})
                 return F.cross_entropy(logits[0], support_y)
 
             grads = grad_fn(support_loss, {n: params[n] for n in names})
@@ -146,11 +134,11 @@ class MAML(Method):
         if self.batching(query_x.device) == "vmap":
 
             def task_logits(x: torch.Tensor, p: TaskParams) -> torch.Tensor:
-                return self.net(x[None], self.steps, p)[0]
+                return self.logits(x[None], self.steps, p)[0]
 
             return torch.func.vmap(task_logits, randomness="same")(query_x, params)
         task_params = ({n: p[b] for n, p in params.items()} for b in range(query_x.shape[0]))
-        logits = [self.net(query_x[b : b + 1], self.steps, p) for b, p in enumerate(task_params)]
+        logits = [self.logits(query_x[b : b + 1], self.steps, p) for b, p in enumerate(task_params)]
         return torch.cat(logits)
 
     def classifier_update(
@@ -158,5 +146,4 @@ class MAML(Method):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The head's change after the inner steps (with ``adapt: head`` or ``all`` alike)."""
         params = self.adapt(support_x, support_y)
-        head = self.net.head
-        return params["head.weight"] - head.weight, params["head.bias"] - head.bias
+        return params["head.weight"] - self.head.weight, params["head.bias"] - self.head.bias

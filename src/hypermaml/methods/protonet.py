@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from ..models.encoder import Encoder
 from .base import Method, TaskParams, one_hot_class_means
 
 
 class ProtoNet(Method):
     """Task parameters are the class prototypes; logits are negative squared distances."""
 
-    def __init__(self, encoder: nn.Module, n_way: int) -> None:
+    def __init__(self, encoder: Encoder, n_way: int) -> None:
         super().__init__(n_way)
         self.encoder = encoder
 

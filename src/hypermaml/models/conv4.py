@@ -9,7 +9,7 @@ its own batch statistics, exactly as if every task were run on its own, so many 
 one forward pass. Without autograd (evaluation) the transductive blocks run the cache-friendly
 rewrite of ``fused_block``, which computes the same function.
 
-BatchNorm policies (SPEC 3), recorded with every result:
+BatchNorm policies (docs/architecture.md, "BatchNorm"), recorded with every result:
 - ``transductive``: batch statistics of each group, in training and at test; no running statistics.
 - ``eval``: batch statistics in training, running statistics at evaluation.
 - ``per_step``: as ``eval``, but with one set of affine parameters and running statistics per
@@ -19,16 +19,15 @@ BatchNorm policies (SPEC 3), recorded with every result:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv_kernels import conv3x3, is_functorch_wrapped
-from .fused_block import conv_bn_pool_relu_inference, one_channel_block
-
-BNPolicy = Literal["transductive", "eval", "per_step"]
+from ..engine.fused_block import conv_bn_pool_relu_inference, one_channel_block
+from ..engine.kernels import conv3x3, is_functorch_wrapped
+from .config import BNPolicy
+from .encoder import Encoder
 
 
 class GroupBatchNorm2d(nn.Module):
@@ -82,8 +81,8 @@ class GroupBatchNorm2d(nn.Module):
         return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
 
 
-class Conv4(nn.Module):
-    """Four conv blocks; ``forward``: [G, n, C, H, W] -> [G, n, out_dim]."""
+class Conv4(Encoder):
+    """Four conv blocks; ``forward``: [G, n, C, H, W] -> [G, n, out_dim], ``params`` natively."""
 
     def __init__(
         self,
@@ -127,6 +126,10 @@ class Conv4(nn.Module):
         h = h.mean(dim=(2, 3)) if self.pool else h.flatten(1)
         return h.reshape(groups, n, -1)
 
+    def network_free_keys(self) -> set[str]:
+        """The convolution biases: a classifier's convolutions have none (BatchNorm follows)."""
+        return {f"convs.{i}.bias" for i in range(len(self.convs))}
+
     def _layers(self, params: Mapping[str, torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
         """(conv weight, conv bias, BN weight, BN bias) of each block, ``params`` first."""
         layers = []
@@ -155,29 +158,3 @@ class Conv4(nn.Module):
             h = conv3x3(h, conv_w, conv_b, torch.channels_last)
             h = F.relu(F.max_pool2d(norm(h, groups, step, bn_w, bn_b), 2))
         return h
-
-
-def build_backbone(
-    name: str,
-    in_channels: int,
-    image_size: int,
-    bn: BNPolicy,
-    bn_steps: int = 1,
-    hyper: str = "none",
-) -> nn.Module:
-    """The encoder named in a config (``model.backbone``, ``model.hyper``): the fast Conv4 for
-    plain ``conv4``/``conv4pool``; HyperConv4 and (Hyper)ResNet-12 as grouped encoders."""
-    if name == "conv4" and hyper == "none":
-        return Conv4(in_channels, image_size, bn=bn, bn_steps=bn_steps)
-    if name == "conv4pool" and hyper == "none":
-        return Conv4(in_channels, image_size, bn=bn, pool=True, bn_steps=bn_steps)
-    if name in ("conv4", "resnet12"):
-        from .grouped import GroupedEncoder
-        from .resnets import build_classifier
-
-        net = build_classifier(name, in_channels, 0, hyper, image_size=image_size)
-        return GroupedEncoder(net, bn)
-    raise ValueError(
-        f"unknown backbone {name!r} (hyper {hyper!r}); choose conv4, conv4pool (plain only) "
-        f"or resnet12"
-    )

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .resnets import ConvFactory, HyperMode, ResidualNetwork
+from .config import HyperMode
+from .resnets import ConvFactory, ResidualNetwork
 
 WIDTH = 64
 

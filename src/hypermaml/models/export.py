@@ -2,8 +2,9 @@
 
 ``to_plain`` writes every generated weight into an ordinary convolution and copies every other
 parameter and buffer (BatchNorm statistics included), so the plain network computes the same
-function: in eval mode their outputs agree to float rounding (SPEC 7 asks for 1e-5). The
-embeddings and hypernetworks are then no longer needed: test-time parameters are the plain ones.
+function: in eval mode their outputs agree to float rounding (tests/models/test_export.py checks
+1e-5). The embeddings and hypernetworks are then no longer needed: test-time parameters are the
+plain ones.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .build import build_network
+from .config import NetworkConfig
 from .hyperconv import HyperConv2d
 from .resnets import ResidualNetwork
 
@@ -22,7 +25,7 @@ def plain_twin(model: ResidualNetwork) -> ResidualNetwork:
     if build_args is None:
         raise TypeError(
             f"{type(model).__name__} records no build_args: build the network with"
-            " resnets.build_classifier or one of the resnets.py constructors"
+            " models.build.build_network or one of the resnets.py constructors"
         )
     args = {**build_args, "hyper": "none", "hyper_bias": False, "frozen_seed": None}
     device = next(model.parameters()).device
@@ -62,3 +65,25 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     if not isinstance(model, ResidualNetwork):
         raise TypeError(f"cannot export a {type(model).__name__}: only resnets.py networks")
     return train, sum(p.numel() for p in plain_twin(model).parameters())
+
+
+def parameter_table(
+    archs: list[str],
+    hypers: list[str],
+    num_classes: int = 10,
+    in_channels: int = 3,
+    compressed: bool = False,
+) -> list[tuple[str, int, int]]:
+    """(name, trained parameters, parameters after export) of every network of ``archs`` x
+    ``hypers`` (``compressed``: also variant 1 with frozen embeddings), counted on the meta
+    device without allocating (``hypermaml params``, the HyperResNets paper's tables)."""
+    rows = []
+    for arch in archs:
+        for hyper in hypers:
+            for seed in [None, 0] if compressed and hyper == "stage" else [None]:
+                with torch.device("meta"):
+                    cfg = NetworkConfig(arch, hyper, frozen_seed=seed)  # type: ignore[arg-type]
+                    net = build_network(cfg, in_channels, num_classes)
+                name = f"{arch} ({hyper}{', compressed' if seed is not None else ''})"
+                rows.append((name, *count_parameters(net)))
+    return rows

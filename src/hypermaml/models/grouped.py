@@ -1,10 +1,11 @@
 """Any network of ``resnets`` / ``conv4net`` as a few-shot encoder of grouped inputs.
 
 Few-shot methods pass images grouped by task and set, ``x`` [G, n, C, H, W]. With the
-``transductive`` BatchNorm policy (SPEC 3) every group is normalised with its own batch
-statistics and no running statistics are kept, exactly as if each group ran alone; with
-``eval`` the network keeps running statistics and uses them in eval mode. The network's
-parameters keep their names under ``net.``, so MAML can swap adapted tensors in by name.
+``transductive`` BatchNorm policy (docs/architecture.md, "BatchNorm") every group is normalised
+with its own batch statistics and no running statistics are kept, exactly as if each group ran
+alone; with ``eval`` the network keeps running statistics and uses them in eval mode. The
+network's parameters keep their names under ``net.``: MAML's adapted tensors are swapped in by
+name (``Encoder.forward``), and a classifier of the same network loads under that prefix.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .encoder import Encoder
 from .resnets import ResidualNetwork
 
 
-class GroupedEncoder(nn.Module):
+class GroupedEncoder(Encoder):
     """[G, n, C, H, W] -> embeddings [G, n, out_dim]."""
+
+    network_prefix = "net."
 
     def __init__(self, net: ResidualNetwork, bn: str = "transductive") -> None:
         super().__init__()
@@ -32,7 +36,7 @@ class GroupedEncoder(nn.Module):
         self.net, self.bn = net, bn
         self.out_dim = net.out_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
         groups, n = x.shape[:2]
         if groups == 1 or (self.bn == "eval" and not self.training):
             return self.net.features(x.flatten(0, 1)).view(groups, n, -1)

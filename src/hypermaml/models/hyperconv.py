@@ -2,7 +2,7 @@
 
 A layer with C_in input and C_out output channels and a k x k kernel owns an embedding
 E [C_out, d, k, k] (d = C_in by default); a hypernetwork H [C_in, d, k, k] turns it into the
-layer's weight (SPEC 7, hyperresnets paper section 3):
+layer's weight (the HyperResNets paper, section 3):
 
     W = conv2d(E, H, padding=k // 2)  # E as C_out images of d channels -> [C_out, C_in, k, k]
 
@@ -24,12 +24,11 @@ H ~ N(0, k^2 / (d s^2)) (variance-preserving over the padded taps); their produc
 variance 2 / (C_in k^2) on average (centre taps more, corner taps less: n_p n_q k^2 / s^2 times).
 Var(H) depends on H's shape alone, so the rule holds for every layer sharing it.
 
-Compression (SPEC 7, paper 5.3): with ``frozen_seed`` the embedding is not a parameter but a
-non-persistent buffer drawn, with the same distribution, from a ``torch.Generator`` seeded by
-(seed, layer index); it is not saved and is regenerated exactly on construction.
+Compression (the HyperResNets paper, section 5.3): with ``frozen_seed`` the embedding is not a
+parameter but a non-persistent buffer drawn, with the same distribution, from a
+``torch.Generator`` seeded by (seed, layer index); it is not saved and is regenerated exactly on
+construction.
 """
-
-from __future__ import annotations
 
 import hashlib
 import math

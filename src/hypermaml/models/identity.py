@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from .encoder import Encoder
 
 
-class IdentityEncoder(nn.Module):
+class IdentityEncoder(Encoder):
     """[G, n, D] -> [G, n, D] unchanged; ``out_dim`` = D."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.out_dim = dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
         return x

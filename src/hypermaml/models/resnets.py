@@ -11,11 +11,12 @@ Families (any image size and channel count; global average pool before the class
   third LeakyReLU after the residual sum) with a 1x1 conv + BN shortcut, then a 2x2 max-pool;
   widths 64-160-320-640; ``out_dim`` = 640.
 
-``hyper`` (SPEC 7): ``"none"`` plain; ``"stage"`` (variant 1) one HyperNetwork per stage, shared
-by the stage's stride-1 3x3 convs whose C_in is the stage width; ``"layer"`` (variant 2) a
-HyperNetwork of its own for every 3x3 conv inside the stages. The stem and the 1x1 shortcuts are
-always plain. ``frozen_seed`` freezes the embeddings, drawn from (seed, index of the hyper layer in
-construction order). Plain convs start with He variance 2 / (C_in k^2), as the generated ones do.
+``hyper`` (``models/hyperconv.py``): ``"none"`` plain; ``"stage"`` (variant 1) one HyperNetwork
+per stage, shared by the stage's stride-1 3x3 convs whose C_in is the stage width; ``"layer"``
+(variant 2) a HyperNetwork of its own for every 3x3 conv inside the stages. The stem and the 1x1
+shortcuts are always plain. ``frozen_seed`` freezes the embeddings, drawn from (seed, index of the
+hyper layer in construction order). Plain convs start with He variance 2 / (C_in k^2), as the
+generated ones do.
 
 Every network has ``features(x)``: [B, C, H, W] -> [B, out_dim] and ``forward(x)``: -> logits
 [B, num_classes] (the features when ``num_classes`` is 0), and records its constructor arguments
@@ -24,17 +25,16 @@ in ``build_args`` so that ``export.to_plain`` can build its plain twin.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import HyperMode
 from .hyperconv import HyperConv2d, HyperNetwork
 
-HyperMode = Literal["none", "stage", "layer"]
 HYPER_MODES = ("none", "stage", "layer")
 
 
@@ -273,42 +273,3 @@ def resnet18(**kwargs: Any) -> CifarResNet:
 
 def resnet34(**kwargs: Any) -> CifarResNet:
     return CifarResNet((3, 4, 6, 3), **kwargs)
-
-
-def resnet12(**kwargs: Any) -> ResNet12:
-    return ResNet12(**kwargs)
-
-
-ARCHS = (
-    "conv4, resnet12, resnet18, resnet34, wrn_<depth>_<k> (depth = 6n + 4: wrn_16_2, wrn_28_4, ...)"
-)
-_FIXED = {"resnet12": resnet12, "resnet18": resnet18, "resnet34": resnet34}
-_WRN = re.compile(r"wrn[_-](\d+)[_-](\d+)")
-
-
-def build_classifier(
-    arch: str,
-    in_channels: int,
-    num_classes: int,
-    hyper: HyperMode = "none",
-    hyper_bias: bool = False,
-    frozen_seed: int | None = None,
-    image_size: int = 28,
-) -> ResidualNetwork:
-    """The network named ``arch`` (``resnet18``, ``wrn_28_4``, ...) with ``num_classes`` logits;
-    ``image_size`` matters only to ``conv4``, whose features are the flattened final map."""
-    kwargs = dict(
-        in_channels=in_channels, num_classes=num_classes, hyper=hyper, hyper_bias=hyper_bias,
-        frozen_seed=frozen_seed,
-    )  # fmt: skip
-    name = arch.lower()
-    if name == "conv4":
-        from .conv4net import Conv4Net
-
-        return Conv4Net(image_size=image_size, **kwargs)
-    if name in _FIXED:
-        return _FIXED[name](**kwargs)
-    match = _WRN.fullmatch(name)
-    if match:
-        return WideResNet(int(match[1]), int(match[2]), **kwargs)
-    raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")

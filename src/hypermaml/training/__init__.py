@@ -1,15 +1,6 @@
-"""Meta-training: the episodic loop, checkpoints and logs."""
+"""Episodic meta-training: the loop, its outer step, and starting from pre-trained weights."""
 
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from .trainer import TrainingError, TrainResult, pick_device, train
+from .loop import TrainResult, train, training_sampler
+from .step import meta_step
 
-__all__ = [
-    "Checkpoint",
-    "CheckpointError",
-    "TrainResult",
-    "TrainingError",
-    "load_checkpoint",
-    "pick_device",
-    "save_checkpoint",
-    "train",
-]
+__all__ = ["TrainResult", "meta_step", "train", "training_sampler"]

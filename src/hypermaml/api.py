@@ -1,0 +1,154 @@
+"""The library's verbs: what every ``hypermaml`` command does, callable from Python.
+
+```python
+import hypermaml
+
+score = hypermaml.evaluate_checkpoint("checkpoints/cross_char_1s_hypermaml")  # 600 test tasks
+print(score.describe())                  # hypermaml on cross_char/test 5-way 1-shot: 82.66 ± ...
+
+ckpt = hypermaml.load("checkpoints/cross_char_1s_hypermaml")    # the method, config, metadata
+hypermaml.train("omniglot_5w1s_hypermaml", "runs/hm")             # a shipped config, by name
+```
+
+Both kinds of checkpoint (few-shot methods of ``hypermaml train``, classifiers of
+``hypermaml classify``) go through the same ``load`` and ``evaluate_checkpoint``; ``train``
+takes either kind of config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import Kind, checkpoint_kind, kind, read_meta
+from .classify import (
+    ClassifierCheckpoint,
+    ClassifierScore,
+    ClassifyConfig,
+    ClassifyResult,
+    ExportReport,
+    export_checkpoint,
+    load_classifier,
+    score_classifier,
+    train_classifier,
+)
+from .config import ExperimentConfig, apply_overrides, read_raw
+from .data import TaskShape, load_split
+from .engine.device import pick_device
+from .errors import ConfigError
+from .evaluation import FewShotScore, evaluate
+from .methods import FewShotCheckpoint, load_method
+from .training import TrainResult
+from .training import train as meta_train
+
+Checkpoint = FewShotCheckpoint | ClassifierCheckpoint
+Config = ExperimentConfig | ClassifyConfig
+_CONFIG_CLASSES: dict[Kind, type] = {"few_shot": ExperimentConfig, "classifier": ClassifyConfig}
+_DEVICE_FIELD: dict[Kind, str] = {"few_shot": "train.device", "classifier": "run.device"}
+
+
+def load(path: str | Path, device: str | torch.device | None = "cpu") -> Checkpoint:
+    """The checkpoint at ``path`` (a checkpoint folder, or a run folder: its ``best`` or
+    ``final``), rebuilt from its stored config with its weights: a ``FewShotCheckpoint``
+    (``.method``) or a ``ClassifierCheckpoint`` (``.network``); both have ``.model``,
+    ``.config``, ``.meta``, ``.path`` and ``.kind``."""
+    target = pick_device(None if device is None else str(device))
+    if checkpoint_kind(path) == "classifier":
+        return load_classifier(path, target)
+    return load_method(path, target)
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    split: str = "test",
+    n_way: int | None = None,
+    n_shot: int | None = None,
+    n_query: int | None = None,
+    tasks: int = 600,
+    seed: int = 0,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+) -> FewShotScore | ClassifierScore:
+    """Score the checkpoint at ``path`` as ``hypermaml eval`` does.
+
+    A few-shot checkpoint: mean accuracy ± 95% interval over ``tasks`` tasks of ``split`` drawn
+    from ``seed`` (the same tasks for every method); the dataset, N, K and Q default to its own.
+    A classifier: its accuracy on its test images (held-out images of the training classes for
+    a pre-trained encoder). Returns a score with ``.accuracy``, ``.to_dict()`` and
+    ``.describe()``."""
+    if checkpoint_kind(path) == "classifier":
+        given = {"--split": split != "test", "--n-way": n_way, "--n-shot": n_shot,
+                 "--n-query": n_query, "--dataset": dataset}  # fmt: skip
+        if extra := [name for name, value in given.items() if value]:
+            raise ConfigError(
+                f"{path} is a classifier, scored on all its test images; {', '.join(extra)} "
+                f"apply to few-shot checkpoints only"
+            )
+        return score_classifier(path, data_dir, pick_device(device))
+    ckpt = load_method(path, pick_device(device))
+    dc = ckpt.config.data
+    shape = TaskShape(n_way or dc.n_way, n_shot or dc.n_shot, n_query or dc.n_query_test)
+    dataset = dataset or dc.dataset
+    result = evaluate(ckpt.method, load_split(dataset, split, data_dir), shape, tasks, seed)
+    return FewShotScore.of(result, ckpt, dataset, split, shape, seed)
+
+
+def config_kind(raw: dict[str, Any]) -> Kind:
+    """Whether a raw config describes a classifier run (``optim``, ``swa`` or ``run`` sections,
+    a ``model.arch``) or a few-shot one."""
+    if {"optim", "swa", "run"} & set(raw) or "arch" in (raw.get("model") or {}):
+        return "classifier"
+    return "few_shot"
+
+
+def load_run_config(
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    resume_from: str | Path | None = None,
+    device: str | None = None,
+) -> Config:
+    """The typed config of a run: the YAML file or shipped config ``config`` (either kind), or,
+    when it is None, the config stored in ``resume_from``'s ``last`` checkpoint; ``overrides``
+    (``key.sub=value``) and ``device`` applied on top."""
+    if config is not None:
+        raw = read_raw(config)
+        run_kind = config_kind(raw)
+    elif resume_from is not None:
+        _, meta = read_meta(Path(resume_from) / "last")
+        raw, run_kind = meta["config"], kind(meta)
+    else:
+        raise ConfigError("give a CONFIG file or shipped config name, or --resume an existing run")
+    overrides = list(overrides or [])
+    if device:
+        overrides.append(f"{_DEVICE_FIELD[run_kind]}={device}")
+    return _CONFIG_CLASSES[run_kind].from_dict(apply_overrides(raw, overrides))
+
+
+def train(
+    config: Config | str | Path,
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    resume: bool = False,
+    init: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult | ClassifyResult:
+    """Train the run ``config`` describes into the run folder ``out``: meta-training for a
+    few-shot config (``init``: weights to start from), supervised training for a classifier
+    config. ``config`` is a typed config, a YAML file or a shipped config's name.
+    ``resume=True`` continues the run in ``out`` exactly where it stopped."""
+    if not isinstance(config, ExperimentConfig | ClassifyConfig):
+        config = load_run_config(config)
+    if isinstance(config, ClassifyConfig):
+        if init is not None:
+            raise ConfigError("init starts a few-shot run; a classifier run starts from scratch")
+        return train_classifier(config, out, data_dir, resume=resume, progress=progress)
+    return meta_train(config, out, data_dir, resume=resume, progress=progress, init=init)
+
+
+def export(path: str | Path, out: str | Path, data_dir: str | Path | None = None) -> ExportReport:
+    """Write the HyperResNet classifier at ``path`` as the plain network computing the same
+    function (``out``), checked on test images."""
+    return export_checkpoint(path, out, data_dir)

@@ -1,0 +1,81 @@
+"""Typed configuration of supervised classification runs (``hypermaml classify``).
+
+The HyperResNets paper trains plain and hyper residual networks as ordinary image classifiers
+(SGD with momentum, a step schedule, crop-and-flip augmentation). The config is stored inside
+every checkpoint, like the few-shot one, so a checkpoint rebuilds its network by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..config import RootConfig, load_typed
+from ..models.config import NetworkConfig
+
+
+@dataclass
+class ClassifyDataConfig:
+    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "omniglot", "cross_char"] = (
+        "fashion_mnist"
+    )
+    """omniglot and cross_char: the training classes of those few-shot datasets, for
+    pre-training an encoder (``hypermaml train --init RUN/final``)."""
+    train_subset: int | None = None
+    """Train on this many training images (a class-balanced sample drawn from ``run.seed``)
+    instead of all of them: equal, smaller budgets for a grid of runs on a small machine."""
+    augment: bool = True
+    """Random crop (zero padding) and horizontal flip of every training image."""
+
+
+@dataclass
+class ClassifyOptimConfig:
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
+    gamma: float = 0.2
+    weight_decay: float = 5e-4
+    """On plain parameters (every parameter of a plain network)."""
+    hyper_reg: float = 6.25e-5
+    """Coefficient of the squared L2 norm of the generated weights, in place of weight decay on
+    embeddings and hypernetworks (0 turns it off)."""
+    hyper_weight_decay: float = 0.0
+    """Weight decay on embeddings and hypernetworks: the conventional regulariser the
+    generated-weight penalty replaces (0 by design; set it with ``hyper_reg: 0`` to compare)."""
+
+
+@dataclass
+class SWAConfig:
+    start_epoch: int | None = None
+    """Average the weights (embeddings and hypernetworks, never the generated weights) of every
+    epoch from this one on, at the constant learning rate ``lr``; None: no SWA."""
+    lr: float = 0.01
+
+
+@dataclass
+class ClassifyRunConfig:
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    eval_every: int = 1
+    """Score the test set every this many epochs (for the curves; nothing is selected on it)."""
+
+
+@dataclass
+class ClassifyConfig(RootConfig):
+    data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
+    model: NetworkConfig = field(default_factory=NetworkConfig)
+    optim: ClassifyOptimConfig = field(default_factory=ClassifyOptimConfig)
+    swa: SWAConfig = field(default_factory=SWAConfig)
+    run: ClassifyRunConfig = field(default_factory=ClassifyRunConfig)
+
+
+def load_classify_config(
+    path: str | Path | None, overrides: list[str] | None = None
+) -> ClassifyConfig:
+    """Read a classification YAML config and apply ``--set key=value`` overrides."""
+    return load_typed(ClassifyConfig, path, overrides)
