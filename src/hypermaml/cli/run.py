@@ -21,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"use hypermaml train{' --resume' if args.resume else ''} ... --out {args.out}"
         )
     result = api.train(cfg, args.out, args.data_dir, resume=args.resume,
-                       init=getattr(args, "init", None), progress=not args.quiet)  # fmt: skip
+                       init=args.init, progress=not args.quiet)  # fmt: skip
     if isinstance(cfg, ClassifyConfig):
         print(
             f"test accuracy {result.test_accuracy:.2f}% ({cfg.model.arch}, hyper "
@@ -78,7 +78,7 @@ def _run_parser(sub: Any, name: str, help: str, config_help: str) -> argparse.Ar
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_args(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, init=None)
     return p
 
 

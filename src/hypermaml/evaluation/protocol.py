@@ -7,7 +7,7 @@ on the same tasks.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -28,11 +28,6 @@ class EvalResult:
     """Wall time of adaptation and prediction per task: sampling excluded with one worker,
     overlapped with the workers' computation with several."""
     task_accuracies: list[float]
-
-    def summary(self) -> dict:
-        out = asdict(self)
-        out.pop("task_accuracies")
-        return out
 
 
 def _synchronize(device: torch.device) -> None:

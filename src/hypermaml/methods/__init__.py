@@ -2,7 +2,7 @@
 
 from .base import Method, TaskParams
 from .build import build_method
-from .checkpoint import FewShotCheckpoint, load_method, save_method
+from .checkpoint import FewShotCheckpoint, load_method, load_weights, save_method
 from .hypermaml import HyperMAML
 from .maml import MAML
 from .protonet import ProtoNet
@@ -16,5 +16,6 @@ __all__ = [
     "TaskParams",
     "build_method",
     "load_method",
+    "load_weights",
     "save_method",
 ]

@@ -57,17 +57,30 @@ def save_method(
     write_checkpoint(path, method.state_dict(), meta, train_state)
 
 
-def load_method(
-    path: str | Path, device: torch.device | str = "cpu", expect_method: str | None = None
-) -> FewShotCheckpoint:
-    """Rebuild the method stored at ``path`` from its own config and load its weights; the
-    method is returned in eval mode (test-time adaptation)."""
+def _read(path: str | Path, expect_method: str | None) -> tuple[Path, dict[str, Any]]:
+    """The folder and metadata of a few-shot checkpoint, of ``expect_method`` when given."""
     path, meta = read_meta(path, expect="few_shot")
     if expect_method is not None and meta["method"] != expect_method:
         raise CheckpointError(
             f"{path} holds a {meta['method']} model, not a {expect_method} one; "
             f"pass a {expect_method} checkpoint or change the method in the config"
         )
+    return path, meta
+
+
+def load_weights(method: Method, path: str | Path, expect_method: str | None = None) -> None:
+    """Load the weights of the few-shot checkpoint at ``path`` into ``method``, which must have
+    the same parameters (a later training stage, a resumed run)."""
+    path, meta = _read(path, expect_method)
+    load_weights_into(method, path, f"{meta['method']} model", method.legacy_keys)
+
+
+def load_method(
+    path: str | Path, device: torch.device | str = "cpu", expect_method: str | None = None
+) -> FewShotCheckpoint:
+    """Rebuild the method stored at ``path`` from its own config and load its weights; the
+    method is returned in eval mode (test-time adaptation)."""
+    path, meta = _read(path, expect_method)
     config = stored_config(path, meta, ExperimentConfig)
     method = build_method(config, tuple(meta["image_shape"]))
     load_weights_into(method, path, f"{meta['method']} model", method.legacy_keys)

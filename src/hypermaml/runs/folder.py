@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import kind, load_train_state, read_meta
+from ..checkpoint import Kind, load_train_state, read_meta, stored_config
 from ..errors import CheckpointError, TrainingError
 from .logs import MetricLog
 
@@ -59,19 +59,16 @@ class RunFolder:
         return self.last.exists() or self.last.with_name("last.old").exists()
 
     def resume(
-        self, config: Any, free: Mapping[str, tuple[str, ...]], expect_kind: str
+        self, config: Any, free: Mapping[str, tuple[str, ...]], expect_kind: Kind
     ) -> Resume | None:
         """The run's ``last`` state when resuming (None for a new run), after checking that it
         is a run of ``expect_kind`` trained with ``config`` (a RootConfig) up to the ``free``
         fields ({section: field names}) that a resumed run may change."""
         if not self.resuming:
             return None
-        path, meta = read_meta(self.last)
-        same = kind(meta) == expect_kind
-        if same:
-            stored = type(config).from_dict(meta["config"])
-            same = _comparable(stored.to_dict(), free) == _comparable(config.to_dict(), free)
-        if not same:
+        path, meta = read_meta(self.last, expect=expect_kind)
+        stored = stored_config(path, meta, type(config))
+        if _comparable(stored.to_dict(), free) != _comparable(config.to_dict(), free):
             fields = ", ".join(f"{s}.{f}" for s, names in free.items() for f in names)
             raise CheckpointError(
                 f"{path} was trained with another config; resume with the config stored in it "

@@ -18,9 +18,9 @@ from ..data.framing import FrameAugment
 from ..data.strokes import StrokeAugment
 from ..engine.device import pick_device
 from ..engine.parallel import TaskParallel
-from ..errors import CheckpointError, TrainingError
+from ..errors import TrainingError
 from ..evaluation import evaluate
-from ..methods import build_method, load_method, save_method
+from ..methods import Method, build_method, load_weights, save_method
 from ..runs import RunFolder, restore_training_state, training_state
 from ..runs.logs import FIELDS
 from .pretrained import load_pretrained_encoder
@@ -91,8 +91,7 @@ def train(
     resumed = folder.resume(cfg, FREE_FIELDS, "few_shot")
     started_from = None
     if resumed is not None:
-        ckpt = load_method(resumed.path, device, expect_method=cfg.method.name)
-        method.load_state_dict(ckpt.method.state_dict())
+        load_weights(method, resumed.path, expect_method=cfg.method.name)
         restore_training_state(resumed.state, optimizer, scheduler)
         sampler.generator.set_state(resumed.state["sampler"])
         start_epoch, seconds_before = resumed.start_epoch, resumed.seconds
@@ -100,7 +99,7 @@ def train(
         started_from = resumed.meta.get("started_from")
     elif init is not None:
         started_from = init_lineage(init)
-        _start_from(method, init, cfg, device)
+        _start_from(method, init, cfg)
     log = folder.open_log(FIELDS, tensorboard, resumed)
 
     steps = max(1, tc.episodes_per_epoch // tc.meta_batch)
@@ -163,16 +162,10 @@ def train(
     )
 
 
-def _start_from(
-    method: torch.nn.Module, init: str | Path, cfg: ExperimentConfig, device: torch.device
-) -> None:
+def _start_from(method: Method, init: str | Path, cfg: ExperimentConfig) -> None:
     """Load the weights ``--init`` names: a classifier's into the encoder, or a few-shot
     checkpoint of the same method whole."""
     if checkpoint_kind(init) == "classifier":
         load_pretrained_encoder(method, init, cfg.model)
-        return
-    start = load_method(init, device, expect_method=cfg.method.name)
-    try:
-        method.load_state_dict(start.method.state_dict())
-    except RuntimeError as exc:
-        raise CheckpointError(f"{start.path} does not fit the model of this config: {exc}") from exc
+    else:
+        load_weights(method, init, expect_method=cfg.method.name)
