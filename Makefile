@@ -35,10 +35,10 @@ test-shipped: install
 docs: install
 	$(BIN)/python docs/build_api.py docs/api
 
-# One classifier run (`hypermaml classify`), started, or resumed when interrupted; $(@D) is the
-# run folder, SET extra overrides for a new run.
-classify_run = if [ -d $(@D)/last ]; then $(BIN)/hypermaml classify --resume --out $(@D) --quiet; \
-	else $(BIN)/hypermaml classify $< --out $(@D) $(SET) $(if $(THREADS),--set run.threads=$(THREADS)) --quiet; fi
+# One classifier run (`hypermaml classify`), started, or resumed when interrupted (the tool
+# finds the run's latest complete checkpoint); $(@D) is the run folder, SET extra overrides.
+classify_run = $(BIN)/hypermaml classify $< --out $(@D) --resume-if-exists $(SET) \
+	$(if $(THREADS),--set run.threads=$(THREADS)) --quiet
 
 # The HyperResNets ablation grid on Fashion-MNIST, one run per configs/classify_fmnist_*.yaml;
 # finished runs are skipped and interrupted ones resumed. GRID_SET passes overrides to every run,
@@ -61,8 +61,8 @@ ablation: $(ABLATION)
 # target below, starts a run from a pre-trained checkpoint.
 THREADS ?=
 runs/%/test_seed0.json: configs/%.yaml | install
-	if [ -d runs/$*/last ]; then $(BIN)/hypermaml train --resume --out runs/$* --quiet; \
-	else $(BIN)/hypermaml train $< $(INIT) --out runs/$* $(if $(THREADS),--set train.threads=$(THREADS)) --quiet; fi
+	$(BIN)/hypermaml train $< $(INIT) --out runs/$* --resume-if-exists \
+		$(if $(THREADS),--set train.threads=$(THREADS)) --quiet
 	$(BIN)/hypermaml eval runs/$*/best --tasks 600 --seed 0 --json $@
 
 # MAML over HyperResNets (HyperResNets paper, section 4.2): each network is pre-trained as a

@@ -13,7 +13,7 @@ PACKAGE = Path(importlib.util.find_spec("hypermaml").origin).parent
 
 #: each top-level unit of the package and its layer: a unit imports only from lower layers
 LAYERS = {
-    "_version": 0, "errors": 0, "reports": 0, "extras": 1,
+    "_version": 0, "errors": 0, "extras": 1, "outputs": 1, "reports": 2,
     "data": 2, "engine": 2, "checkpoint": 2,
     "models": 3,
     "config": 4,
@@ -21,7 +21,7 @@ LAYERS = {
     "evaluation": 6, "runs": 6,
     "classify": 7,
     "training": 8,
-    "experiments": 9,
+    "experiments": 9, "migrate": 9,
     "api": 10,
     "cli": 11,
     "__init__": 12,

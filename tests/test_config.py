@@ -250,3 +250,117 @@ def test_images_per_class_table_matches_the_data(data_root):
 
     for (name, split), count in IMAGES_PER_CLASS.items():
         assert load_split(name, split, data_root).n_per_class == count, (name, split)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.val_every=0", "train.val_every=0 is out of range: it must be >= 1"),
+        ("train.meta_batch=0", "train.meta_batch=0 is out of range: it must be >= 1"),
+        ("train.meta_batch=-1", "train.meta_batch=-1 is out of range: it must be >= 1"),
+        ("train.epochs=0", "train.epochs=0 is out of range: it must be >= 1 (the default is 100)"),
+        ("train.epochs=-3", "train.epochs=-3 is out of range: it must be >= 1"),
+        ("train.threads=0", "train.threads=0 is out of range: it must be >= 1 (or null"),
+        ("train.lr=0", "train.lr=0.0 is out of range: it must be > 0"),
+        ("train.gamma=0", "train.gamma=0.0 is out of range: it must be > 0"),
+        ("train.milestones=[3, -1]", "train.milestones[1]=-1 is out of range: each item"),
+        ("data.n_query=0", "data.n_query=0 is out of range"),
+        ("data.train_stroke=-1", "data.train_stroke=-1.0 is out of range: it must be >= 0"),
+        ("method.hn_width=0", "method.hn_width=0 is out of range"),
+        ("method.switch_epochs=-1", "method.switch_epochs=-1 is out of range: it must be >= 0"),
+        ("method.warmup_inner_steps=0", "method.warmup_inner_steps=0 is out of range"),
+    ],
+)
+def test_counts_and_rates_out_of_range_name_the_field_the_value_and_the_range(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.epochs=0", "optim.epochs=0 is out of range: it must be >= 1"),
+        ("optim.batch_size=-8", "optim.batch_size=-8 is out of range"),
+        ("optim.lr=0", "optim.lr=0.0 is out of range: it must be > 0"),
+        ("optim.gamma=-0.2", "optim.gamma=-0.2 is out of range: it must be > 0"),
+        ("optim.weight_decay=-1e-4", "optim.weight_decay=-0.0001 is out of range"),
+        ("swa.lr=0", "swa.lr=0.0 is out of range"),
+        ("swa.start_epoch=-1", "swa.start_epoch=-1 is out of range: it must be >= 0"),
+        ("run.eval_every=0", "run.eval_every=0 is out of range: it must be >= 1"),
+        ("run.threads=0", "run.threads=0 is out of range"),
+        ("data.train_subset=0", "data.train_subset=0 is out of range"),
+        ("run.device=gpu", "run.device='gpu': not a device hypermaml runs on"),
+    ],
+)
+def test_classify_counts_and_rates_out_of_range_are_refused(override, message):
+    from hypermaml.classify.config import load_classify_config
+
+    with pytest.raises(ConfigError) as info:
+        load_classify_config(None, [override])
+    assert message in str(info.value)
+
+
+def test_the_lowest_legal_values_are_accepted():
+    cfg = load_config(None, ["method.name=maml", "method.inner_steps=1",
+                             "method.inner_steps_test=0", "train.threads=null", "train.epochs=1",
+                             "data.train_stroke=0", "data.train_zoom=1"])  # fmt: skip
+    assert (cfg.method.inner_steps, cfg.method.inner_steps_test, cfg.train.threads) == (1, 0, None)
+    hyper = load_config(None, ["method.warmup_epochs=0", "method.switch_epochs=0"]).method
+    assert (hyper.warmup_epochs, hyper.switch_epochs) == (0, 0)
+
+
+def test_deterministic_is_on_by_default_and_can_be_turned_off():
+    from hypermaml.classify.config import ClassifyConfig, load_classify_config
+
+    assert ExperimentConfig().train.deterministic and ClassifyConfig().run.deterministic
+    assert load_config(None, ["train.deterministic=false"]).train.deterministic is False
+    assert load_classify_config(None, ["run.deterministic=false"]).run.deterministic is False
+
+
+def test_a_stored_config_lacking_fields_loads_with_defaults_unless_complete():
+    from hypermaml.config import missing_keys
+
+    raw = ExperimentConfig().to_dict()
+    del raw["data"]["dataset"], raw["train"]["deterministic"]
+    assert missing_keys(ExperimentConfig, raw) == ["data.dataset", "train.deterministic"]
+    assert ExperimentConfig.from_dict(raw) == ExperimentConfig()
+    with pytest.raises(ConfigError, match="missing data.dataset, train.deterministic"):
+        ExperimentConfig.from_dict(raw, complete=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "delete", "missing"),
+    [
+        (HyperMAMLConfig(), ("model",), ["model"]),
+        (HyperMAMLConfig(), ("method", "hn_width"), ["method.hn_width"]),
+        (HyperMAMLConfig(), ("method", "name"), ["method.name"]),
+        (MAMLConfig(), ("method", "inner_steps_test"), ["method.inner_steps_test"]),
+        (ProtoNetConfig(), ("train", "val_every"), ["train.val_every"]),
+    ],
+)
+def test_missing_keys_searches_every_section_the_method_one_by_its_name(method, delete, missing):
+    from hypermaml.config import missing_keys
+
+    raw = ExperimentConfig(method=method).to_dict()
+    section = raw
+    for key in delete[:-1]:
+        section = section[key]
+    del section[delete[-1]]
+    assert missing_keys(ExperimentConfig, raw) == missing
+    assert missing_keys(ExperimentConfig, {}) == ["data", "model", "method", "train"]
+
+
+@pytest.mark.parametrize("method", [ProtoNetConfig(), MAMLConfig(), HyperMAMLConfig()])
+def test_a_whole_config_is_complete(method):
+    from hypermaml.classify.config import ClassifyConfig
+    from hypermaml.config import missing_keys
+
+    cfg = ExperimentConfig(method=method)
+    assert missing_keys(ExperimentConfig, cfg.to_dict()) == []
+    assert ExperimentConfig.from_dict(cfg.to_dict(), complete=True) == cfg
+    raw = ClassifyConfig().to_dict()
+    assert ClassifyConfig.from_dict(raw, complete=True) == ClassifyConfig()
+    del raw["swa"]["lr"], raw["run"]
+    with pytest.raises(ConfigError, match="missing swa.lr, run;"):
+        ClassifyConfig.from_dict(raw, complete=True)

@@ -40,6 +40,7 @@ from .engine.device import pick_device
 from .errors import ConfigError
 from .evaluation import FewShotScore, evaluate
 from .methods import FewShotCheckpoint, load_method
+from .runs import run_checkpoint
 from .training import TrainResult
 from .training import train as meta_train
 
@@ -62,36 +63,42 @@ def load(path: str | Path, device: str | torch.device | None = "cpu") -> Checkpo
 
 def evaluate_checkpoint(
     path: str | Path,
-    split: str = "test",
+    split: str | None = None,
     n_way: int | None = None,
     n_shot: int | None = None,
     n_query: int | None = None,
-    tasks: int = 600,
-    seed: int = 0,
+    tasks: int | None = None,
+    seed: int | None = None,
     dataset: str | None = None,
     data_dir: str | Path | None = None,
     device: str | None = None,
 ) -> FewShotScore | ClassifierScore:
     """Score the checkpoint at ``path`` as ``hypermaml eval`` does.
 
-    A few-shot checkpoint: mean accuracy ± 95% interval over ``tasks`` tasks of ``split`` drawn
-    from ``seed`` (the same tasks for every method); the dataset, N, K and Q default to its own.
-    A classifier: its accuracy on its test images (held-out images of the training classes for
-    a pre-trained encoder). Returns a score with ``.accuracy``, ``.to_dict()`` and
-    ``.describe()``."""
+    A few-shot checkpoint: mean accuracy ± 95% interval over ``tasks`` (600) tasks of ``split``
+    (test) drawn from ``seed`` (0; the same tasks for every method); the dataset, N, K and Q
+    default to its own. A classifier: its accuracy on its test images (held-out images of the
+    training classes for a pre-trained encoder); it takes none of the task options. Returns a
+    score with ``.accuracy``, ``.to_dict()`` and ``.describe()``."""
+    given = {"--dataset": dataset, "--split": split, "--n-way": n_way, "--n-shot": n_shot,
+             "--n-query": n_query, "--tasks": tasks, "--seed": seed}  # fmt: skip
     if checkpoint_kind(path) == "classifier":
-        given = {"--split": split != "test", "--n-way": n_way, "--n-shot": n_shot,
-                 "--n-query": n_query, "--dataset": dataset}  # fmt: skip
-        if extra := [name for name, value in given.items() if value]:
+        if extra := [flag for flag, value in given.items() if value is not None]:
             raise ConfigError(
                 f"{path} is a classifier, scored on all its test images; {', '.join(extra)} "
-                f"apply to few-shot checkpoints only"
+                f"apply to few-shot checkpoints only: leave them out"
             )
         return score_classifier(path, data_dir, pick_device(device))
+    for flag in ("--n-way", "--n-shot", "--n-query", "--tasks"):
+        if given[flag] is not None and given[flag] < 1:
+            raise ConfigError(f"{flag} {given[flag]} is out of range; give 1 or more")
     ckpt = load_method(path, pick_device(device))
     dc = ckpt.config.data
-    shape = TaskShape(n_way or dc.n_way, n_shot or dc.n_shot, n_query or dc.n_query_test)
-    dataset = dataset or dc.dataset
+    shape = TaskShape(dc.n_way if n_way is None else n_way, dc.n_shot if n_shot is None else n_shot,
+                      dc.n_query_test if n_query is None else n_query)  # fmt: skip
+    dataset = dc.dataset if dataset is None else dataset
+    split = "test" if split is None else split
+    tasks, seed = 600 if tasks is None else tasks, 0 if seed is None else seed
     result = evaluate(ckpt.method, load_split(dataset, split, data_dir), shape, tasks, seed)
     return FewShotScore.of(result, ckpt, dataset, split, shape, seed)
 
@@ -117,12 +124,18 @@ def load_run_config(
         raw = read_raw(config)
         run_kind = config_kind(raw)
     elif resume_from is not None:
-        _, meta = read_meta(Path(resume_from) / "last")
+        checkpoint = run_checkpoint(resume_from)
+        if checkpoint is None:
+            raise ConfigError(
+                f"{resume_from} holds no run to resume (no complete last/ checkpoint); give a "
+                f"CONFIG to start one there"
+            )
+        _, meta = read_meta(checkpoint)
         raw, run_kind = meta["config"], kind(meta)
     else:
         raise ConfigError("give a CONFIG file or shipped config name, or --resume an existing run")
     overrides = list(overrides or [])
-    if device:
+    if device is not None:
         overrides.append(f"{_DEVICE_FIELD[run_kind]}={device}")
     return _CONFIG_CLASSES[run_kind].from_dict(apply_overrides(raw, overrides))
 
@@ -131,24 +144,32 @@ def train(
     config: Config | str | Path,
     out: str | Path,
     data_dir: str | Path | None = None,
-    resume: bool = False,
+    resume: bool | None = False,
     init: str | Path | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> TrainResult | ClassifyResult:
     """Train the run ``config`` describes into the run folder ``out``: meta-training for a
     few-shot config (``init``: weights to start from), supervised training for a classifier
     config. ``config`` is a typed config, a YAML file or a shipped config's name.
-    ``resume=True`` continues the run in ``out`` exactly where it stopped."""
+    ``resume=True`` continues the run in ``out`` exactly where it stopped (there must be one),
+    ``resume=None`` continues it if there is one and starts it otherwise. ``force`` writes into
+    an existing folder hypermaml did not create (nothing in it is overwritten)."""
     if not isinstance(config, ExperimentConfig | ClassifyConfig):
         config = load_run_config(config)
     if isinstance(config, ClassifyConfig):
         if init is not None:
             raise ConfigError("init starts a few-shot run; a classifier run starts from scratch")
-        return train_classifier(config, out, data_dir, resume=resume, progress=progress)
-    return meta_train(config, out, data_dir, resume=resume, progress=progress, init=init)
+        return train_classifier(config, out, data_dir, resume=resume, progress=progress,
+                                force=force)  # fmt: skip
+    return meta_train(config, out, data_dir, resume=resume, progress=progress, init=init,
+                      force=force)  # fmt: skip
 
 
-def export(path: str | Path, out: str | Path, data_dir: str | Path | None = None) -> ExportReport:
+def export(
+    path: str | Path, out: str | Path, data_dir: str | Path | None = None, force: bool = False
+) -> ExportReport:
     """Write the HyperResNet classifier at ``path`` as the plain network computing the same
-    function (``out``), checked on test images."""
-    return export_checkpoint(path, out, data_dir)
+    function (``out``, a new folder; ``force`` replaces an earlier export there), checked on
+    test images."""
+    return export_checkpoint(path, out, data_dir, force=force)

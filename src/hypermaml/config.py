@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -20,11 +21,55 @@ from typing import Any, Literal, Union
 import yaml
 
 from .data.episodes import TaskShape
+from .engine.device import device_name_problem
 from .errors import ConfigError
 from .models.config import ModelConfig
 
 SHIPPED_CONFIGS = files("hypermaml") / "configs"
 """The YAML configs of the papers' experiments, one per row (package data)."""
+
+BOUND = "bound"
+"""Field metadata key: the ``Bound`` a numeric field's value (each item of a list) must meet."""
+CHECK = "check"
+"""Field metadata key: a function of the value returning what is wrong with it, or None."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The lowest value a numeric config field takes: ``low`` itself too, unless ``strict``."""
+
+    low: float
+    strict: bool = False
+
+    def admits(self, value: float) -> bool:
+        return value > self.low if self.strict else value >= self.low
+
+    def describe(self) -> str:
+        return f"{'>' if self.strict else '>='} {self.low:g}"
+
+
+def bounded(default: Any, *, low: float, strict: bool = False) -> Any:
+    """A dataclass field with ``default`` whose value must be >= ``low`` (> ``low`` when
+    ``strict``): each item of a list, and anything but None where the type allows None."""
+    metadata = {BOUND: Bound(low, strict)}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def count(default: int | None, *, low: int = 1) -> Any:
+    """An integer field counting something (epochs, tasks, steps): ``low`` (1) or more."""
+    return bounded(default, low=low)
+
+
+def positive(default: float) -> Any:
+    """A float field (a learning rate, a decay factor) whose value must be > 0."""
+    return bounded(default, low=0, strict=True)
+
+
+def checked(default: Any, check: Callable[[Any], str | None]) -> Any:
+    """A dataclass field with ``default`` whose value ``check`` accepts (returns None for)."""
+    return field(default=default, metadata={CHECK: check})
 
 
 @dataclass
@@ -32,16 +77,16 @@ class DataConfig:
     """Which tasks a run sees: the dataset and the N-way K-shot protocol."""
 
     dataset: str = "omniglot"
-    n_way: int = 5
-    n_shot: int = 1
-    n_query: int = 16
+    n_way: int = count(5)
+    n_shot: int = count(1)
+    n_query: int = count(16)
     """Query images per class in training tasks."""
-    n_query_test: int = 15
+    n_query_test: int = count(15)
     """Query images per class in validation and test tasks."""
-    train_stroke: float = 0.0
+    train_stroke: float = bounded(0.0, low=0)
     """Training images only: thicken each image's strokes by a random 0..train_stroke pixels
     (handwriting; ``data/strokes.py``). 0 leaves the images as they are (the papers' setup)."""
-    train_zoom: float = 1.0
+    train_zoom: float = bounded(1.0, low=1)
     """Training images only: centre each character on its ink and enlarge it by a random factor
     in [1, train_zoom] (handwriting; ``data/framing.py``). 1 leaves the images as they are."""
 
@@ -64,10 +109,11 @@ class ProtoNetConfig:
 @dataclass
 class MAMLConfig:
     name: Literal["maml"] = "maml"
-    inner_steps: int = 5
-    inner_lr: float = 0.4
-    inner_steps_test: int | None = None
-    """Steps at evaluation time; None means the same as ``inner_steps``."""
+    inner_steps: int = count(5)
+    inner_lr: float = positive(0.4)
+    inner_steps_test: int | None = count(None, low=0)
+    """Steps at evaluation time; None means the same as ``inner_steps``; 0 scores the
+    meta-learnt weights unadapted."""
     first_order: bool = False
     adapt: Literal["all", "head", "embeddings"] = "all"
     """Which parameters the inner loop changes: all, the linear head, or the layer embeddings of
@@ -82,17 +128,17 @@ class MAMLConfig:
 @dataclass
 class HyperMAMLConfig:
     name: Literal["hypermaml"] = "hypermaml"
-    hn_depth: int = 3
+    hn_depth: int = count(3)
     """Linear layers of the hypernetwork (ReLU between consecutive ones)."""
-    hn_width: int = 512
+    hn_width: int = count(512)
     enhancement: bool = True
     """Feed the universal classifier's predictions and the one-hot labels to the hypernetwork."""
-    warmup_epochs: int = 50
+    warmup_epochs: int = count(50, low=0)
     """W: epochs in which the classifier adapts by MAML only."""
-    switch_epochs: int = 500
+    switch_epochs: int = count(500, low=0)
     """S: epochs over which the update moves linearly from MAML to the hypernetwork."""
-    warmup_inner_lr: float = 0.1
-    warmup_inner_steps: int = 1
+    warmup_inner_lr: float = positive(0.1)
+    warmup_inner_steps: int = count(1)
 
 
 MethodConfig = ProtoNetConfig | MAMLConfig | HyperMAMLConfig
@@ -105,21 +151,33 @@ METHOD_CONFIGS: dict[str, type] = {
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
-    episodes_per_epoch: int = 100
+    epochs: int = count(100)
+    episodes_per_epoch: int = count(100)
     """Tasks per epoch (an "episode" is one task)."""
-    meta_batch: int = 4
+    meta_batch: int = count(4)
     """Tasks per outer optimisation step."""
-    lr: float = 1e-3
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.3
-    val_tasks: int = 200
-    val_every: int = 1
+    lr: float = positive(1e-3)
+    milestones: list[int] = bounded([], low=1)
+    """Epochs after which the learning rate is multiplied by ``gamma``."""
+    gamma: float = positive(0.3)
+    val_tasks: int = count(200)
+    val_every: int = count(1)
     """Validate (and consider a new ``best``) every this many epochs, and after the last one."""
     seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
+    device: str = checked("auto", device_name_problem)
+    threads: int | None = count(None)
     """CPU worker threads, each running whole tasks on one core (default: PyTorch's count)."""
+    deterministic: bool = True
+    """Pin the convolution kernels (no timing), so that the same config, machine and thread count
+    give bit-identical weights and a resumed run continues bit-identically; False lets the engine
+    time kernels and take the fastest (faster on some shapes, not reproducible)."""
+
+    def __post_init__(self) -> None:
+        if self.episodes_per_epoch < self.meta_batch:
+            raise ConfigError(
+                f"train.episodes_per_epoch={self.episodes_per_epoch} is fewer than one "
+                f"meta-batch (train.meta_batch={self.meta_batch}); raise it or lower meta_batch"
+            )
 
 
 class RootConfig:
@@ -129,7 +187,15 @@ class RootConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Any:
+    def from_dict(cls, raw: dict[str, Any], complete: bool = False) -> Any:
+        """The config ``raw`` describes, every value checked. Absent keys take their defaults,
+        unless ``complete``: then every section and field must be present (a config stored in
+        a checkpoint is whole, so a missing key means it was written by another version)."""
+        if complete and (missing := missing_keys(cls, raw)):
+            raise ConfigError(
+                f"config is incomplete: missing {', '.join(missing)}; a stored config names every "
+                f"field (write it with to_dict())"
+            )
         return _build(cls, raw, "")
 
 
@@ -194,11 +260,11 @@ def _build(cls: type, raw: Any, where: str) -> Any:
             raise ConfigError(f"method.name: {name!r} is not one of {sorted(METHOD_CONFIGS)}")
         raw["method"] = _build(METHOD_CONFIGS[name], method, "method")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - names
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(fields)
     if unknown:
         raise ConfigError(
-            f"{where or 'config'}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}"
+            f"{where or 'config'}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(fields)}"
         )
     kwargs = {}
     for key, value in raw.items():
@@ -206,8 +272,67 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             kwargs[key] = value
         else:
-            kwargs[key] = _check_value(hints[key], value, path)
+            kwargs[key] = _check_field(fields[key], _check_value(hints[key], value, path), path)
     return cls(**kwargs)
+
+
+def _check_field(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """``value``, typed already, refused unless the field's own check (``checked``) and bound
+    (``bounded``, ``count``, ``positive``) accept it; None (where the type allows it) passes."""
+    check = f.metadata.get(CHECK)
+    if check is not None and value is not None and (problem := check(value)):
+        raise ConfigError(f"{where}={value!r}: {problem}")
+    bound = f.metadata.get(BOUND)
+    if bound is None or value is None:
+        return value
+    items = value if isinstance(value, list) else [value]
+    for i, item in enumerate(items):
+        if not bound.admits(item):
+            name = f"{where}[{i}]" if isinstance(value, list) else where
+            what = "each item" if isinstance(value, list) else "it"
+            raise ConfigError(
+                f"{name}={item!r} is out of range: {what} must be {bound.describe()}"
+                f"{_default_hint(f)}"
+            )
+    return value
+
+
+def _default_hint(f: dataclasses.Field) -> str:
+    """`` (the default is X)`` for a field with a plain default, else nothing."""
+    if f.default is dataclasses.MISSING:
+        return ""
+    return " (or null: the default)" if f.default is None else f" (the default is {f.default!r})"
+
+
+def _section_class(cls: type, key: str, value: Any) -> type | None:
+    """The dataclass of the section ``key`` of ``cls`` holding ``value`` (for the method section,
+    the class its ``name`` picks), or None for a plain field or a method of unknown name."""
+    if cls is ExperimentConfig and key == "method":
+        return METHOD_CONFIGS.get(value.get("name")) if isinstance(value, dict) else None
+    tp = typing.get_type_hints(cls)[key]
+    return tp if dataclasses.is_dataclass(tp) else None
+
+
+def missing_keys(cls: type, raw: Any, where: str = "") -> list[str]:
+    """The dotted names (``data.dataset``, ``method.hn_width``) of the sections and fields of the
+    config class ``cls`` that the mapping ``raw`` lacks, every section searched (a method section
+    against the class its ``name`` picks). A value that is no mapping lacks nothing here:
+    ``from_dict`` refuses it with its own message."""
+    if not isinstance(raw, dict):
+        return []
+    missing = []
+    for f in dataclasses.fields(cls):
+        path = f"{where}.{f.name}" if where else f.name
+        if f.name not in raw:
+            missing.append(path)
+            continue
+        value = raw[f.name]
+        section = _section_class(cls, f.name, value)
+        if section is not None:
+            missing += missing_keys(section, value, path)
+        elif f.name == "method" and isinstance(value, dict) and "name" not in value:
+            missing.append(f"{path}.name")  # without a name, the method's fields are unknown
+    return missing
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -53,3 +53,27 @@ def test_a_folder_without_metrics_is_refused_with_the_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no metrics.csv; pass a run folder"):
         read_curve(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "has no epoch and val_accuracy columns (it is empty)"),
+        ("epoch,test_accuracy\n0,51.5\n", "its columns are epoch, test_accuracy"),
+        ("epoch,val_accuracy\n0,50\nx,51\n", "line 3 is garbled"),
+    ],
+)
+def test_an_empty_or_garbled_metrics_file_is_refused_naming_it(tmp_path, text, message):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.csv").write_text(text)
+    with pytest.raises(CheckpointError) as info:
+        read_curve(tmp_path / "run")
+    assert str(tmp_path / "run" / "metrics.csv") in str(info.value)
+    assert message in str(info.value) and "a run folder (the --out of hypermaml train)" in str(
+        info.value
+    )
+
+
+def test_a_path_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist; pass a run folder"):
+        read_curve(tmp_path / "nowhere")

@@ -68,3 +68,20 @@ def test_floor_counts_conv4_flops():
     # training: forward + weight gradient + input gradient of layers 2-4
     assert task_flops(28, 85, training=True) == 85 * (2 * sum(layers) + sum(layers[1:]))
     assert floor_seconds(2e9, 100.0) == pytest.approx(0.02)
+
+
+def test_bench_pins_the_kernels_in_its_fresh_processes():
+    """``deterministic`` reaches each phase's process, and the parent's setting is untouched."""
+    from hypermaml.engine import kernels
+    from hypermaml.experiments import speed
+
+    settings = speed.BenchSettings(n_classes=12, image_size=16, eval_tasks=6, eval_batch=4,
+                                   threads=1, phases=("eval",), deterministic=True)  # fmt: skip
+    rows, reference = speed.run_bench(speed.select_cases("protonet"), settings, log=None)
+    extra = rows[0].extra
+    assert extra["deterministic"] is True and extra["eval_kernels"]
+    assert not any("timed" in name for name in extra["eval_kernels"].values())
+    assert "kernels pinned (deterministic)" in speed.summary(rows, reference)
+    assert not kernels.is_deterministic()
+    in_process = speed.measure(speed.select_cases("protonet")[0], settings, "eval")
+    assert in_process["extra"]["deterministic"] and not kernels.is_deterministic()

@@ -176,3 +176,28 @@ def test_a_run_started_from_a_checkpoint_records_every_stage_and_keeps_it_on_res
     stage1 = stage2["started_from"]
     assert stage1["path"] == str(first / "best") and stage1["epoch"] == 0
     assert "started_from" not in stage1
+
+
+def test_a_resume_never_shortens_a_run_nor_changes_its_start(data_root, tmp_path):
+    run, other = tmp_path / "run", tmp_path / "other"
+    train(tiny_config("protonet", epochs=2), run, data_root, progress=False, tensorboard=False)
+    with pytest.raises(TrainingError, match="already trained 2 epochs and the config asks for 1"):
+        train(tiny_config("protonet", epochs=1), run, data_root, resume=True, progress=False)
+    done = train(tiny_config("protonet", epochs=2), run, data_root, resume=None, progress=False,
+                 tensorboard=False)  # fmt: skip
+    assert (done.epochs_run, done.total_epochs) == (0, 2)  # finished: nothing left to do
+    with pytest.raises(TrainingError, match="started with no --init"):
+        train(tiny_config("protonet", epochs=3), run, data_root, resume=True,
+              init=run / "best", progress=False)  # fmt: skip
+    with pytest.raises(TrainingError, match="holds no run to resume"):
+        train(tiny_config("protonet"), other, data_root, resume=True, progress=False)
+    assert not (other / "last").exists()
+
+
+def test_resume_if_exists_starts_a_new_run_then_continues_it(data_root, tmp_path):
+    run = tmp_path / "run"
+    first = train(tiny_config("protonet", epochs=1), run, data_root, resume=None,
+                  progress=False, tensorboard=False)  # fmt: skip
+    second = train(tiny_config("protonet", epochs=2), run, data_root, resume=None,
+                   progress=False, tensorboard=False)  # fmt: skip
+    assert (first.total_epochs, second.epochs_run, second.total_epochs) == (1, 1, 2)

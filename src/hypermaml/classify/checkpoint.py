@@ -68,5 +68,5 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Cla
     cfg = stored_config(path, meta, ClassifyConfig)
     channels, size, _ = meta["image_shape"]
     network = build_network(cfg.model, channels, meta["num_classes"], size)
-    load_weights_into(network, path, f"{cfg.model.arch} (hyper {cfg.model.hyper})")
+    load_weights_into(network, path, meta, f"{cfg.model.arch} (hyper {cfg.model.hyper})")
     return ClassifierCheckpoint(network.to(device).eval(), cfg, meta, path)

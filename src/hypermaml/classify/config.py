@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..config import RootConfig, load_typed
+from ..config import RootConfig, bounded, checked, count, load_typed, positive
+from ..engine.device import device_name_problem
 from ..models.config import NetworkConfig
 
 
@@ -22,7 +23,7 @@ class ClassifyDataConfig:
     )
     """omniglot and cross_char: the training classes of those few-shot datasets, for
     pre-training an encoder (``hypermaml train --init RUN/final``)."""
-    train_subset: int | None = None
+    train_subset: int | None = count(None)
     """Train on this many training images (a class-balanced sample drawn from ``run.seed``)
     instead of all of them: equal, smaller budgets for a grid of runs on a small machine."""
     augment: bool = True
@@ -31,38 +32,44 @@ class ClassifyDataConfig:
 
 @dataclass
 class ClassifyOptimConfig:
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
+    epochs: int = count(200)
+    batch_size: int = count(128)
+    lr: float = positive(0.1)
+    momentum: float = bounded(0.9, low=0)
     nesterov: bool = False
-    milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
-    gamma: float = 0.2
-    weight_decay: float = 5e-4
+    milestones: list[int] = bounded([60, 120, 160], low=1)
+    """Epochs after which the learning rate is multiplied by ``gamma``."""
+    gamma: float = positive(0.2)
+    weight_decay: float = bounded(5e-4, low=0)
     """On plain parameters (every parameter of a plain network)."""
-    hyper_reg: float = 6.25e-5
+    hyper_reg: float = bounded(6.25e-5, low=0)
     """Coefficient of the squared L2 norm of the generated weights, in place of weight decay on
     embeddings and hypernetworks (0 turns it off)."""
-    hyper_weight_decay: float = 0.0
+    hyper_weight_decay: float = bounded(0.0, low=0)
     """Weight decay on embeddings and hypernetworks: the conventional regulariser the
     generated-weight penalty replaces (0 by design; set it with ``hyper_reg: 0`` to compare)."""
 
 
 @dataclass
 class SWAConfig:
-    start_epoch: int | None = None
+    start_epoch: int | None = count(None, low=0)
     """Average the weights (embeddings and hypernetworks, never the generated weights) of every
     epoch from this one on, at the constant learning rate ``lr``; None: no SWA."""
-    lr: float = 0.01
+    lr: float = positive(0.01)
 
 
 @dataclass
 class ClassifyRunConfig:
     seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    eval_every: int = 1
+    device: str = checked("auto", device_name_problem)
+    threads: int | None = count(None)
+    """CPU threads (default: PyTorch's count)."""
+    eval_every: int = count(1)
     """Score the test set every this many epochs (for the curves; nothing is selected on it)."""
+    deterministic: bool = True
+    """Pin the convolution kernels (no timing), so that the same config, machine and thread count
+    give bit-identical weights and a resumed run continues bit-identically; False lets the engine
+    time kernels and take the fastest (faster on some shapes, not reproducible)."""
 
 
 @dataclass

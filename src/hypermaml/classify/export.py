@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import write_checkpoint
+from ..checkpoint import META, write_checkpoint
 from ..data.classification import load_classification
 from ..models.export import count_parameters, to_plain
+from ..outputs import OutputError
 from .checkpoint import load_classifier
 
 
@@ -23,12 +25,39 @@ class ExportReport:
     compared: int
 
 
+def check_export_target(out: Path, force: bool) -> None:
+    """Refuse an ``--out`` that would replace anything but an earlier export (and that only
+    with ``force``): a run folder, another checkpoint, a folder of other files, a file."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if out.is_dir() and (out / META).is_file():
+        try:
+            exported = "exported_from" in json.loads((out / META).read_text())
+        except (OSError, ValueError):
+            exported = False
+        if exported and force:
+            return
+        if exported:
+            raise OutputError(f"{out} holds an earlier export; pass --force to replace it")
+    what = "a file" if not out.is_dir() else "a folder that is not an earlier export"
+    raise OutputError(
+        f"{out} exists and is {what}; export writes a new checkpoint folder and never replaces "
+        f"anything else: choose another --out"
+    )
+
+
 @torch.no_grad()
 def export_checkpoint(
-    path: str | Path, out: str | Path, data_root: str | Path | None = None, compare: int = 500
+    path: str | Path,
+    out: str | Path,
+    data_root: str | Path | None = None,
+    compare: int = 500,
+    force: bool = False,
 ) -> ExportReport:
     """Write the plain network of a HyperResNet checkpoint to ``out``; report the parameter
-    counts and the largest logit difference between the two on ``compare`` test images."""
+    counts and the largest logit difference between the two on ``compare`` test images.
+    ``out`` must be new (or empty), or an earlier export when ``force``."""
+    check_export_target(Path(out), force)
     ckpt = load_classifier(path)
     cfg, meta = ckpt.config, ckpt.meta
     plain = to_plain(ckpt.network).eval()

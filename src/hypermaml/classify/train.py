@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..checkpoint import write_checkpoint
 from ..data.augment import batches, channel_stats
 from ..data.classification import LabelledImages, load_classification
+from ..engine import kernels
 from ..engine.device import pick_device
 from ..errors import ConfigError, TrainingError
 from ..models.build import build_network
@@ -35,8 +36,8 @@ from .config import ClassifyConfig
 from .score import EVAL_BATCH, FEW_SHOT_PRETRAINING, accuracy
 
 FIELDS = ("epoch", "train_loss", "train_accuracy", "penalty", "test_accuracy", "lr", "seconds")
-FREE_FIELDS = {"optim": ("epochs",), "run": ("device", "threads", "eval_every")}
-"""Fields a resumed run may change: its length and the hardware."""
+FREE_FIELDS = {"optim": ("epochs",), "run": ("device", "threads", "eval_every", "deterministic")}
+"""Fields a resumed run may change: its length, the hardware and whether its kernels are pinned."""
 
 
 @dataclass
@@ -47,6 +48,16 @@ class ClassifyResult:
     seconds: float
     train_params: int
     test_params: int
+    network: str = ""
+    """The architecture, its hyper mode and SWA, in words."""
+
+    def describe(self, out: str | Path) -> str:
+        """The one line ``hypermaml classify`` prints."""
+        return (
+            f"test accuracy {self.test_accuracy:.2f}% ({self.network}); {self.train_params:,} "
+            f"trained parameters, {self.test_params:,} after export; {self.epochs_run} epochs "
+            f"in {self.seconds:.0f} s; the network is in {Path(out) / 'final'}"
+        )
 
 
 def class_balanced_subset(data: LabelledImages, n: int, seed: int) -> LabelledImages:
@@ -89,13 +100,26 @@ def train_classifier(
     cfg: ClassifyConfig,
     run_dir: str | Path,
     data_root: str | Path | None = None,
-    resume: bool = False,
+    resume: bool | None = False,
     progress: bool = True,
     tensorboard: bool = True,
+    force: bool = False,
 ) -> ClassifyResult:
-    """Train the network of ``cfg``; writes ``run_dir/{last,final}``, metrics.csv and tb/."""
+    """Train the network of ``cfg``; writes ``run_dir/{last,final}``, metrics.csv and tb/.
+    ``resume`` and ``force`` as for ``training.train``."""
+    with RunFolder.open(run_dir, "classify", resume, force) as folder:
+        with kernels.deterministic(cfg.run.deterministic):
+            return _train_classifier(cfg, folder, data_root, progress, tensorboard)
+
+
+def _train_classifier(
+    cfg: ClassifyConfig,
+    folder: RunFolder,
+    data_root: str | Path | None,
+    progress: bool,
+    tensorboard: bool,
+) -> ClassifyResult:
     o = cfg.optim
-    folder = RunFolder(run_dir, resume, "classify")
     if cfg.swa.start_epoch is not None and not 0 <= cfg.swa.start_epoch < o.epochs:
         raise ConfigError(f"swa.start_epoch={cfg.swa.start_epoch}: choose 0..{o.epochs - 1}")
     device = pick_device(cfg.run.device)
@@ -114,7 +138,7 @@ def train_classifier(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, o.milestones, gamma=o.gamma)
     swa_model = AveragedModel(model) if cfg.swa.start_epoch is not None else None
     start_epoch, seconds_before = 0, 0.0
-    resumed = folder.resume(cfg, FREE_FIELDS, "classifier")
+    resumed = folder.resume(cfg, FREE_FIELDS, "classifier", o.epochs)
     if resumed is not None:
         state = resumed.state
         model.load_state_dict(state["model"])
@@ -163,9 +187,10 @@ def train_classifier(
     metrics["swa"] = swa_model is not None
     write_checkpoint(folder.path / "final", net.state_dict(), meta(net, o.epochs - 1, metrics))
     train_params, test_params = count_parameters(net)
+    network = f"{cfg.model.arch}, hyper {cfg.model.hyper}" + (", SWA" if swa_model else "")
     return ClassifyResult(metrics["test_accuracy"], o.epochs - start_epoch,
                           seconds_before + time.perf_counter() - started,
-                          train_params, test_params)  # fmt: skip
+                          train_params, test_params, network)  # fmt: skip
 
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: LabelledImages,

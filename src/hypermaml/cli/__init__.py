@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from .._version import __version__
 from ..engine.process import keep_freed_memory
-from ..errors import HypermamlError
+from ..errors import HypermamlError, describe_os_error
+from ..outputs import check_writable_file
 from . import run, study
 
 
@@ -29,16 +31,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` names. Exit status 0: done; 2: bad input (a file, a flag, a
+    config), said in one line; 1: a bug, shown with its traceback; 130: interrupted."""
     args = build_parser().parse_args(argv)
+    name = " ".join(filter(None, (args.command, getattr(args, "analysis", None))))
     keep_freed_memory()
     try:
+        check_writable_file(getattr(args, "json", None), "--json")
         return args.func(args)
-    except (HypermamlError, ValueError) as exc:
-        print(f"hypermaml {args.command}: error: {exc}", file=sys.stderr)
+    except (HypermamlError, ValueError, OSError) as exc:
+        text = describe_os_error(exc) if isinstance(exc, OSError) else exc
+        print(f"hypermaml {name}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; `hypermaml train --resume --out RUN` continues a run", file=sys.stderr)
+        resume = f"`hypermaml {args.command} --resume --out {getattr(args, 'out', '')}` continues"
+        hint = resume if args.command in ("train", "classify") else "run the command again"
+        print(f"hypermaml {name}: interrupted; {hint}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"hypermaml {name}: internal error: {type(exc).__name__}: {exc}; this is a bug in "
+              f"hypermaml; please report it with the traceback above", file=sys.stderr)  # fmt: skip
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,36 +9,21 @@ from .. import api
 from ..classify import ClassifyConfig
 from ..config import shipped_configs
 from ..errors import ConfigError
-from .args import add_data_args, add_json_arg, add_tasks_args, save_json
+from .args import add_data_args, add_json_arg, add_tasks_args, positive_int, save_json
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    resume_from = args.out if args.resume else None
+    resume = True if args.resume else (None if args.resume_if_exists else False)
+    resume_from = args.out if resume is not False and args.config is None else None
     cfg = api.load_run_config(args.config, args.set, resume_from, args.device)
     if args.command == "classify" and not isinstance(cfg, ClassifyConfig):
         raise ConfigError(
             f"{args.config or args.out} is a few-shot run, not a classifier; "
             f"use hypermaml train{' --resume' if args.resume else ''} ... --out {args.out}"
         )
-    result = api.train(cfg, args.out, args.data_dir, resume=args.resume,
-                       init=args.init, progress=not args.quiet)  # fmt: skip
-    if isinstance(cfg, ClassifyConfig):
-        print(
-            f"test accuracy {result.test_accuracy:.2f}% ({cfg.model.arch}, hyper "
-            f"{cfg.model.hyper}{', SWA' if cfg.swa.start_epoch is not None else ''}); "
-            f"{result.train_params:,} trained parameters, {result.test_params:,} after export; "
-            f"{result.epochs_run} epochs in {result.seconds:.0f} s; the network is in "
-            f"{args.out}/final"
-        )
-        return 0
-    resumed = ""
-    if result.total_epochs != result.epochs_run:
-        resumed = f" (the whole run: {result.total_epochs} epochs in {result.total_seconds:.0f} s)"
-    print(
-        f"best validation accuracy {result.best_val_accuracy:.2f}% at epoch {result.best_epoch}; "
-        f"{result.epochs_run} epochs in {result.seconds:.0f} s{resumed}; checkpoints in "
-        f"{args.out}/best and {args.out}/last"
-    )
+    result = api.train(cfg, args.out, args.data_dir, resume=resume, init=args.init,
+                       progress=not args.quiet, force=args.force)  # fmt: skip
+    print(result.describe(args.out))
     return 0
 
 
@@ -53,12 +38,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    report = api.export(args.checkpoint, args.out, args.data_dir)
+    report = api.export(args.checkpoint, args.out, args.data_dir, force=args.force)
     print(
         f"{args.checkpoint} -> {args.out}: a plain {report.arch} with {report.test_params:,} "
         f"parameters (trained with {report.train_params:,}); largest logit difference on "
         f"{report.compared} test images {report.max_abs_diff:.2e}"
     )
+    return 0
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    print("\n".join(line for path in args.paths for line in api.upgrade(path)))
     return 0
 
 
@@ -75,7 +65,11 @@ def _run_parser(sub: Any, name: str, help: str, config_help: str) -> argparse.Ar
     p.add_argument("config", nargs="?", help=config_help)
     p.add_argument("--out", required=True, help="run folder: last/, best/ or final/, metrics.csv")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue the run in --out")
+    start.add_argument("--resume-if-exists", action="store_true", help="resume, or start anew")
+    p.add_argument("--force", action="store_true", help="use a folder hypermaml did not create "
+                   "(nothing in it is deleted or overwritten)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_args(p)
     p.set_defaults(func=cmd_train, init=None)
@@ -101,9 +95,9 @@ def register(sub: Any) -> None:
                        "a classifier on its test images")  # fmt: skip
     p.add_argument("checkpoint", help="checkpoint folder (RUN/best, RUN/final, checkpoints/NAME)")
     p.add_argument("--dataset", help="default: the checkpoint's own")
-    p.add_argument("--n-way", type=int)
-    p.add_argument("--n-shot", type=int)
-    p.add_argument("--n-query", type=int, help="query images per class (default 15)")
+    p.add_argument("--n-way", type=positive_int)
+    p.add_argument("--n-shot", type=positive_int)
+    p.add_argument("--n-query", type=positive_int, help="query images per class (default 15)")
     add_tasks_args(p)
     add_json_arg(p, "the result")
     add_data_args(p)
@@ -111,9 +105,14 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("export", help="write a trained HyperResNet as the plain ResNet it equals")
     p.add_argument("checkpoint", help="a classifier checkpoint (RUN/final)")
-    p.add_argument("--out", required=True, help="folder for the plain network's checkpoint")
+    p.add_argument("--out", required=True, help="new folder for the plain network's checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     add_data_args(p, device=False)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("upgrade", help="migrate checkpoints of an older format, explicitly")
+    p.add_argument("paths", nargs="+", help="checkpoint or run folders")
+    p.set_defaults(func=cmd_upgrade)
 
     p = sub.add_parser("configs", help="list the shipped configs (one per experiment)")
     p.set_defaults(func=cmd_configs)

@@ -9,14 +9,25 @@ from typing import Any
 
 from ..experiments import adapt_time, curves, speed, toy2d, updates
 from ..models.export import parameter_table
-from .args import add_data_args, add_json_arg, add_tasks_args, int_list, save_json
+from ..outputs import check_writable_file
+from .args import (
+    add_data_args,
+    add_json_arg,
+    add_tasks_args,
+    int_list,
+    positive_int,
+    save_json,
+    step_count,
+    tasks_kwargs,
+)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    check_writable_file(args.plot, "--plot")
     if args.what == "adapt":
         report = adapt_time.run_adapt_bench(
-            args.maml, args.hypermaml, args.steps, args.split, args.tasks, args.seed,
-            args.repeats, args.data_dir, args.device, args.threads, args.plot,
+            args.maml, args.hypermaml, args.steps, repeats=args.repeats, data_root=args.data_dir,
+            device=args.device, threads=args.threads, plot=args.plot, **tasks_kwargs(args),
         )  # fmt: skip
         save_json(args, report)
         return 0
@@ -30,13 +41,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_updates(args: argparse.Namespace) -> int:
-    reports = updates.analyze_updates(args.checkpoints, args.split, args.tasks, args.seed,
-                                      args.maml_steps, args.data_dir, args.device)  # fmt: skip
+    reports = updates.analyze_updates(args.checkpoints, maml_steps=args.maml_steps,
+                                      data_root=args.data_dir, device=args.device,
+                                      **tasks_kwargs(args))  # fmt: skip
     save_json(args, reports)
     return 0
 
 
 def cmd_analyze_curves(args: argparse.Namespace) -> int:
+    check_writable_file(args.out, "--out")
     labels = args.labels.split(",") if args.labels else None
     runs = curves.read_curves(args.runs, labels)
     for curve in runs:
@@ -57,8 +70,14 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    toy2d.run_demo(Path(args.out), seed=args.seed)
+    toy2d.run_demo(Path(args.out), seed=args.seed, force=args.force)
     return 0
+
+
+def phases(text: str) -> tuple[str, ...]:
+    if set(chosen := tuple(text.split(","))) <= {"train", "eval"}:
+        return chosen
+    raise argparse.ArgumentTypeError(f"{text!r}: give train, eval or train,eval")
 
 
 def _bench_parser(sub: Any) -> None:
@@ -72,24 +91,24 @@ def _bench_parser(sub: Any) -> None:
     p.add_argument("--maml-steps", type=int_list, default="1,5", help="MAML inner steps (1,5)")
     p.add_argument("--maml-batching", default="auto", choices=["auto", "loop", "vmap", "both"])
     p.add_argument("--dataset", default="omniglot", choices=["omniglot", "cross_char"])
-    p.add_argument("--n-way", type=int, default=5)
-    p.add_argument("--n-shot", type=int, default=1)
-    p.add_argument("--n-query", type=int, default=16, help="training queries per class")
-    p.add_argument("--meta-batch", type=int, default=4)
-    p.add_argument("--train-episodes", type=int, default=200)
-    p.add_argument("--eval-tasks", type=int, default=600)
-    p.add_argument("--eval-batch", type=int, default=8, help="test tasks per forward")
-    p.add_argument("--phases", type=lambda t: tuple(t.split(",")), default="train,eval",
-                   help="train, eval or both")  # fmt: skip
-    p.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument("--n-way", type=positive_int, default=5)
+    p.add_argument("--n-shot", type=positive_int, default=1)
+    p.add_argument("--n-query", type=positive_int, default=16, help="training queries per class")
+    p.add_argument("--meta-batch", type=positive_int, default=4)
+    p.add_argument("--train-episodes", type=positive_int, default=200)
+    p.add_argument("--eval-tasks", type=positive_int, default=600)
+    p.add_argument("--eval-batch", type=positive_int, default=8, help="test tasks per forward")
+    p.add_argument("--phases", type=phases, default="train,eval", help="train, eval or both")
+    p.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's)")
     p.add_argument(
         "--no-task-parallel", dest="task_parallel", action="store_false",
         help="use the threads inside each operation instead of one task worker per thread",
     )  # fmt: skip
-    p.add_argument("--n-classes", type=int, help="classes of the synthetic split")
-    p.add_argument("--image-size", type=int, help="image side (default: the dataset's)")
+    p.add_argument("--n-classes", type=positive_int, help="classes of the synthetic split")
+    p.add_argument("--image-size", type=positive_int, help="image side (default: the dataset's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--in-process", action="store_true", help="no fresh process per phase")
+    p.add_argument("--deterministic", action="store_true", help="pin the kernels, as training does")
     add_json_arg(p, "settings, machine and results")
     adapt = p.add_argument_group("bench adapt (trained checkpoints, real test tasks)")
     adapt.add_argument("--maml", help="MAML checkpoint folder")
@@ -97,7 +116,7 @@ def _bench_parser(sub: Any) -> None:
     adapt.add_argument("--steps", type=int_list, default="0,1,2,3,4,5,10,25,50,100",
                        help="MAML's test steps")  # fmt: skip
     add_tasks_args(adapt)
-    adapt.add_argument("--repeats", type=int, default=1, help="timed runs per row")
+    adapt.add_argument("--repeats", type=positive_int, default=1, help="timed runs per row")
     adapt.add_argument("--plot", help="draw accuracy against time into this image file")
     add_data_args(adapt, device=False)
     p.set_defaults(func=cmd_bench)
@@ -112,7 +131,7 @@ def register(sub: Any) -> None:
         "updates", help="norm of the classifier update per test task (the paper's Table 3)"
     )
     p.add_argument("checkpoints", nargs="+", help="HyperMAML or MAML checkpoint folders")
-    p.add_argument("--maml-steps", type=int, help="MAML's inner steps (default: its own)")
+    p.add_argument("--maml-steps", type=step_count, help="MAML's test steps (default: its own)")
     add_tasks_args(p)
     add_json_arg(p)
     add_data_args(p)
@@ -130,12 +149,13 @@ def register(sub: Any) -> None:
     p = sub.add_parser("params", help="trained and exported parameter counts of (hyper) ResNets")
     p.add_argument("--archs", default="resnet18,resnet34,wrn_28_4,wrn_40_2,wrn_16_2,conv4")
     p.add_argument("--hyper", default="none,stage,layer", help="comma list of none, stage, layer")
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--classes", type=positive_int, default=10)
+    p.add_argument("--channels", type=positive_int, default=3)
     p.add_argument("--compressed", action="store_true", help="also variant 1, frozen embeddings")
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("demo", help="the 2-D toy of the paper's Figure 1: MAML vs HyperMAML")
     p.add_argument("--out", default="runs/demo", help="folder for the figure and the JSON")
+    p.add_argument("--force", action="store_true", help="write into a folder not made by demo")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .files import RemoteFile, fetch
+from .files import RemoteFile, fetch, replace_hint
 
 _URL = "https://www.cs.toronto.edu/~kriz/"
 ARCHIVES = {
@@ -109,15 +109,34 @@ def read_batch(blob: bytes, where: str) -> dict[str, object]:
 
 
 def _read_members(path: Path, names: list[str], fix: str) -> dict[str, bytes]:
-    """The bytes of the named members of a tar.gz, in one pass and without extracting."""
+    """The bytes of the named members of a tar.gz, in one pass and without extracting.
+
+    A corrupt archive (cut short, a garbled deflate stream, a bad gzip CRC) is a DataError naming
+    the archive and, when the fault lies in one, the member.
+    """
     wanted, found = set(names), {}
+    last: str | None = None  # the last member whose header was read
+    reading: str | None = None  # the member whose data is being read
     try:
         with tarfile.open(path, "r:gz") as tar:
             for member in tar:
+                last = member.name
                 if member.name in wanted and member.isfile():
+                    reading = member.name
                     found[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                    reading = None
+            # tar keeps no checksum of member data and the gzip CRC is only checked at the end of
+            # the stream, which the tar reader stops short of: read on, so a flipped bit is caught
+            while tar.fileobj.read(1 << 20):  # type: ignore[union-attr]
+                pass
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path} is not a readable tar.gz archive ({exc}); {fix}") from exc
+        if reading is not None:
+            where = f"member {reading} is corrupt: "
+        else:
+            where = "" if last is None else f"broken after member {last}: "
+        raise DataError(
+            f"{path} is not a readable tar.gz archive ({where}{type(exc).__name__}: {exc}); {fix}"
+        ) from exc
     missing = [n for n in names if n not in found]
     if missing:
         raise DataError(f"{path} lacks {missing}; {fix}")
@@ -132,6 +151,22 @@ def _field(batch: dict[str, object], key: str, where: str):
     return batch[key]
 
 
+def _class_names(raw: object, where: str, fix: str) -> list[str]:
+    """The class names of the meta member: a list of bytes (or str)."""
+    try:
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in raw]  # type: ignore[attr-defined]
+    except (TypeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{where}: the class names are not a list of text ({exc}); {fix}") from exc
+
+
+def _labels(raw: object, where: str, fix: str) -> np.ndarray:
+    """The labels of a batch as int64 [n]."""
+    try:
+        return np.asarray(raw, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"{where}: the labels are not integers ({exc}); {fix}") from exc
+
+
 def load_cifar(root: Path, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(images uint8 [n, 3, 32, 32] RGB, labels int64 [n], class names) of ``split``.
 
@@ -139,11 +174,12 @@ def load_cifar(root: Path, name: str, split: str) -> tuple[torch.Tensor, torch.T
     """
     remote, layout = ARCHIVES[name], LAYOUT[name]
     path = fetch(remote, root)
-    fix = f"delete it so it is downloaded again, or put the official file from {remote.url} there"
+    fix = replace_hint(path, remote)
     meta_member, names_key = layout["meta"]
     members = _read_members(path, [*layout[split], meta_member], fix)
-    raw_names = _field(read_batch(members[meta_member], f"{path}:{meta_member}"), names_key, path)
-    class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw_names]
+    meta_where = f"{path}:{meta_member}"
+    raw_names = _field(read_batch(members[meta_member], meta_where), names_key, meta_where)
+    class_names = _class_names(raw_names, meta_where, fix)
     if len(class_names) != N_CLASSES[name]:
         raise DataError(
             f"{path}: {len(class_names)} class names, expected {N_CLASSES[name]}; {fix}"
@@ -153,12 +189,14 @@ def load_cifar(root: Path, name: str, split: str) -> tuple[torch.Tensor, torch.T
         where = f"{path}:{member}"
         batch = read_batch(members[member], where)
         data = np.asarray(_field(batch, "data", where))
-        batch_labels = np.asarray(_field(batch, layout["labels"], where), dtype=np.int64)
+        batch_labels = _labels(_field(batch, layout["labels"], where), where, fix)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
             raise DataError(f"{where}: data of {data.dtype} {data.shape}, expected uint8 "
                             f"[n, 3072]; {fix}")  # fmt: skip
         if batch_labels.shape != (data.shape[0],):
-            raise DataError(f"{where}: {batch_labels.shape} labels for {data.shape[0]} images")
+            raise DataError(
+                f"{where}: {batch_labels.shape} labels for {data.shape[0]} images; {fix}"
+            )
         if data.shape[0] and not 0 <= batch_labels.min() <= batch_labels.max() < len(class_names):
             raise DataError(f"{where}: labels outside 0..{len(class_names) - 1}; {fix}")
         images.append(data.reshape(-1, 3, 32, 32))

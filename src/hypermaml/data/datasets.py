@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from .emnist import load_emnist_subset
-from .files import data_dir
-from .omniglot import load_omniglot, read_split_file
+from .emnist import EMNIST_SUBSET, load_emnist_subset
+from .files import data_dir, replace_hint
+from .omniglot import SPLIT_CLASSES, load_omniglot, read_split_file, split_file
+from .omniglot import source_paths as omniglot_sources
 
 DATASETS = ("omniglot", "cross_char")
 SPLITS = ("train", "val", "test")
@@ -25,6 +26,12 @@ IMAGES_PER_CLASS = {
     ("cross_char", "train"): 20, ("cross_char", "val"): 200, ("cross_char", "test"): 200,
 }  # fmt: skip
 """Images of each class per split: 20 drawers of an Omniglot character, 200 EMNIST images."""
+N_CLASSES = {
+    ("omniglot", "train"): SPLIT_CLASSES["train"], ("omniglot", "val"): SPLIT_CLASSES["val"],
+    ("omniglot", "test"): SPLIT_CLASSES["test"],
+    ("cross_char", "train"): 1597, ("cross_char", "val"): 31, ("cross_char", "test"): 31,
+}  # fmt: skip
+"""Classes of each split (see the table above); a split that loads another count is refused."""
 IMAGE_SHAPES = {"omniglot": (1, 28, 28), "cross_char": (1, 28, 28)}
 """(C, H, W) of each dataset's images."""
 
@@ -52,17 +59,39 @@ class ClassImages:
         return tuple(self.images.shape[2:])  # type: ignore[return-value]
 
 
+def _check_size(data: ClassImages, source: str, fix: str) -> ClassImages:
+    """``data`` when it has the classes and images per class of its split, else a DataError."""
+    key = (data.name, data.split)
+    expected, found = (N_CLASSES[key], IMAGES_PER_CLASS[key]), (data.n_classes, data.n_per_class)
+    if found != expected:
+        raise DataError(
+            f"{data.name}/{data.split} read from {source} has {found[0]} classes of {found[1]} "
+            f"images, expected {expected[0]} of {expected[1]}; {fix}"
+        )
+    return data
+
+
+def _omniglot_files(root: Path) -> str:
+    return " and ".join(str(path) for path in omniglot_sources(root))
+
+
 def _omniglot_split(root: Path, split: str) -> ClassImages:
     omniglot = load_omniglot(root)
     index = omniglot.index()
+    replace = f"replace {_omniglot_files(root)} with the official files"
     images, names = [], []
     for alphabet, character, degrees in read_split_file(split):
         if (alphabet, character) not in index:
-            raise DataError(f"Vinyals {split} split names {alphabet}/{character}, not in Omniglot")
+            raise DataError(
+                f"the Vinyals {split} split {split_file(split)} names {alphabet}/{character}, "
+                f"which is not in Omniglot; {replace}"
+            )
         chars = omniglot.images[index[(alphabet, character)]]
         images.append(torch.rot90(chars, k=degrees // 90, dims=(1, 2)))
         names.append(f"{alphabet}/{character}/rot{degrees:03d}")
-    return ClassImages("omniglot", split, torch.stack(images)[:, :, None], names)
+    data = ClassImages("omniglot", split, torch.stack(images)[:, :, None], names)
+    source = f"{split_file(split)} and {_omniglot_files(root)}"
+    return _check_size(data, source, f"reinstall hypermaml, or {replace}")
 
 
 def _cross_char_split(root: Path, split: str) -> ClassImages:
@@ -70,10 +99,14 @@ def _cross_char_split(root: Path, split: str) -> ClassImages:
         omniglot = load_omniglot(root)
         keep = [i for i, a in enumerate(omniglot.alphabet) if a != "Latin"]
         names = [f"{omniglot.alphabet[i]}/{omniglot.character[i]}" for i in keep]
-        return ClassImages("cross_char", split, omniglot.images[keep][:, :, None], names)
+        data = ClassImages("cross_char", split, omniglot.images[keep][:, :, None], names)
+        files = _omniglot_files(root)
+        return _check_size(data, files, f"replace {files} with the official files")
     emnist = load_emnist_subset(root)
     ids = list(range(0 if split == "val" else 1, emnist.shape[0], 2))
-    return ClassImages("cross_char", split, emnist[ids][:, :, None], [f"emnist/{i}" for i in ids])
+    data = ClassImages("cross_char", split, emnist[ids][:, :, None], [f"emnist/{i}" for i in ids])
+    path = root / EMNIST_SUBSET.relpath
+    return _check_size(data, str(path), replace_hint(path, EMNIST_SUBSET))
 
 
 def image_shape(name: str) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import zlib
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .files import RemoteFile, fetch
+from .files import RemoteFile, fetch, replace_hint
 
 _URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _MD5 = {  # from the README of github.com/zalandoresearch/fashion-mnist
@@ -49,7 +50,7 @@ _IDX_UINT8 = 0x08  # IDX type code of unsigned bytes
 
 
 def _fix(path: Path, remote: RemoteFile) -> str:
-    return f"delete {path} to download it again, or put the official file from {remote.url} there"
+    return replace_hint(path, remote)
 
 
 def read_idx(path: Path, remote: RemoteFile, ndim: int) -> tuple[np.ndarray, bytes]:
@@ -61,9 +62,10 @@ def read_idx(path: Path, remote: RemoteFile, ndim: int) -> tuple[np.ndarray, byt
     try:
         with gzip.open(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError, zlib.error) as exc:  # truncated, not gzip, bad CRC ...
+    except (OSError, EOFError, zlib.error) as exc:  # truncated, not gzip, bad CRC or deflate ...
         raise DataError(
-            f"{path} is not a readable gzip file ({exc}); {_fix(path, remote)}"
+            f"{path} is not a readable gzip file ({type(exc).__name__}: {exc}); "
+            f"{_fix(path, remote)}"
         ) from exc
     header = 4 + 4 * ndim
     expected_magic = (_IDX_UINT8 << 8) | ndim
@@ -77,9 +79,9 @@ def read_idx(path: Path, remote: RemoteFile, ndim: int) -> tuple[np.ndarray, byt
     if len(raw) < header:
         raise DataError(f"{path}: IDX header cut short; {_fix(path, remote)}")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(raw) != header + int(np.prod(dims)):
+    if len(raw) != header + math.prod(dims):
         raise DataError(
-            f"{path}: the header announces {dims} = {int(np.prod(dims))} bytes of data but the "
+            f"{path}: the header announces {dims} = {math.prod(dims)} bytes of data but the "
             f"file holds {len(raw) - header}; {_fix(path, remote)}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims), raw
@@ -102,9 +104,10 @@ def load_fashion_mnist(root: Path, split: str) -> tuple[torch.Tensor, torch.Tens
             f"{image_path} holds images of shape {images.shape}, expected ({n}, 28, 28); "
             f"{_fix(image_path, FILES[image_stem])}"
         )
-    if labels.shape != (n,) or int(labels.max()) >= len(CLASS_NAMES):
+    top = int(labels.max()) if labels.size else None
+    if labels.shape != (n,) or top is None or top >= len(CLASS_NAMES):
         raise DataError(
-            f"{label_path} holds {labels.shape[0]} labels up to {int(labels.max())}, expected "
+            f"{label_path} holds {labels.shape[0]} labels up to {top}, expected "
             f"{n} labels in 0..9; {_fix(label_path, FILES[label_stem])}"
         )
     checks = ((image_path, image_stem, image_raw), (label_path, label_stem, label_raw))

@@ -2,7 +2,8 @@
 
 The data directory is ``--data-dir``, else ``$HYPERMAML_DATA``, else ``~/.cache/hypermaml``.
 Decoded images are cached as uint8 tensors under ``$HYPERMAML_CACHE``, else
-``~/.cache/hypermaml/processed`` (the data directory may be read-only).
+``~/.cache/hypermaml/processed`` (the data directory may be read-only), keyed on the content of
+the files they were decoded from (see ``cache.py``).
 """
 
 from __future__ import annotations
@@ -42,19 +43,41 @@ def data_dir(explicit: str | Path | None = None) -> Path:
 
 
 def cache_dir() -> Path:
-    """A writable directory for decoded, resized image tensors."""
+    """The directory for decoded, resized image tensors (``cache.py`` creates it when writing).
+
+    Not created here: a cache that cannot be written only costs decoding time (see
+    ``cache.load_or_build``), so an unwritable ``$HYPERMAML_CACHE`` must not stop a run.
+    """
     env = os.environ.get("HYPERMAML_CACHE")
-    path = Path(env).expanduser() if env else Path("~/.cache/hypermaml/processed").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(env).expanduser() if env else Path("~/.cache/hypermaml/processed").expanduser()
 
 
 def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of the file at ``path`` (raises OSError when it cannot be read)."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def content_sha256(path: Path) -> str:
+    """The sha256 of a data file; a DataError naming the file when it cannot be read."""
+    try:
+        return file_digest(path, "sha256")
+    except OSError as exc:
+        raise DataError(
+            f"cannot read {path} ({exc.strerror or exc}); make it readable, or put a good copy "
+            f"of the file at {path}"
+        ) from exc
+
+
+def replace_hint(path: Path, remote: RemoteFile) -> str:
+    """How to replace a bad copy of ``remote`` at ``path``: the end of a DataError message."""
+    return (
+        f"delete {path} so it is downloaded again from {remote.url}, or put a good copy of that "
+        f"file at {path}"
+    )
 
 
 def fetch(remote: RemoteFile, root: Path) -> Path:

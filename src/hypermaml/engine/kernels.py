@@ -16,6 +16,26 @@ The 3x3 kernels treat a one-channel channels_last tensor as NCHW and return NCHW
 conversion alone cost more than the convolution; the 1x1 route's forward and weight gradient
 take about 40% of their time at 28x28.
 
+Deterministic mode (``set_deterministic``, ``deterministic``): the timing differs from process to
+process, so two runs with the same seed can pick different kernels and compute different bits.
+With the mode on, ``pinned_kernel``'s rule picks instead, from the shapes, the thread count, the
+kernels this build has and whether oneDNN has AVX-512 here; never from a clock. Every kernel it
+picks gives the same bits on every call and in every process at a fixed thread count (oneDNN's
+weight gradient changes with the thread count); ``tests/reliability/test_determinism_kernels.py``
+checks two processes. The rule, from the autotuner's picks in fresh processes (Conv4 on 28x28
+grey and 84x84 RGB images, 5 to 600 images, 1 and 2 threads) and medians of interleaved timings:
+
+- with AVX-512, oneDNN is fastest for nearly every product (1.05-5x); GEMM only for a few
+  images at 3x3 (the weight gradient, and the forward on two threads), by 20-30 us;
+- with oneDNN limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2`` on the same machine; as on the AVX2
+  machine of docs/performance.md), NNPACK's Winograd forward beats it 1.1-1.8x for 64 input
+  channels from 10x10 to 42x42 on one thread (a tie for 80 images at 42x42), and loses at 7x7
+  and below and at 3 input channels. On two threads it wins some of those shapes and loses
+  others by up to 1.9x (and its thread pool is sized once, at its first call);
+- hence forward and input gradient: NNPACK for C_in >= 32, H * W >= 100 and one thread where
+  oneDNN lacks AVX-512, else oneDNN, else GEMM; weight gradient: GEMM for at most 64 output
+  pixels, else oneDNN. Its cost against autotuning: docs/performance.md, "Cost of determinism".
+
 The backward is made of differentiable convolutions, so ``conv3x3`` can be differentiated to
 any order (second-order MAML). Off the CPU, and inside ``torch.func`` transforms, it is plain
 ``F.conv2d``.
@@ -23,9 +43,11 @@ any order (second-order MAML). Off the CPU, and inside ``torch.func`` transforms
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -77,10 +99,94 @@ def _available_kernels() -> dict[str, dict[str, Kernel]]:
 
 _KERNELS = _available_kernels()
 _choice: dict[tuple, str] = {}
+"""Autotuned choices, by ``_key``."""
+_pinned: dict[tuple, str] = {}
+"""The rule's choices made so far, by ``_key`` (a record for ``chosen_kernels``)."""
 _tuning = threading.Lock()
-#: None: autotune; a kernel name ("onednn", "nnpack", "gemm"): that kernel wherever it exists
-#: (tests, and to compare kernels)
+_deterministic = False
+#: None: autotune or the rule; a kernel name ("onednn", "nnpack", "gemm"): that kernel wherever
+#: it exists (tests, and to compare kernels)
 forced_kernel: str | None = None
+
+
+def _onednn_has_avx512() -> bool:
+    """Whether oneDNN runs its AVX-512 kernels here: ATen's CPU capability is AVX512 and
+    ``ONEDNN_MAX_CPU_ISA`` does not cap oneDNN below it."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    below = cap != "ALL" and not cap.startswith(("AVX512", "AVX10", "AMX"))
+    return torch.backends.cpu.get_cpu_capability() == "AVX512" and not below
+
+
+#: NNPACK's Winograd kernels beat oneDNN's direct ones only where oneDNN runs AVX2 kernels (a
+#: fact of the machine and the environment, fixed for the process)
+_NNPACK_FAVOURED = (
+    torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") and not _onednn_has_avx512()
+)
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Pin the kernel choice to ``pinned_kernel``'s rule (True) or time the kernels (False, the
+    default): with the rule, processes with the same thread count compute the same bits."""
+    global _deterministic
+    _deterministic = bool(enabled)
+
+
+def is_deterministic() -> bool:
+    """Whether kernels are chosen by ``pinned_kernel``'s rule rather than timed."""
+    return _deterministic
+
+
+@contextmanager
+def deterministic(enabled: bool = True) -> Iterator[None]:
+    """``set_deterministic(enabled)`` inside the block; the previous setting afterwards."""
+    before = _deterministic
+    set_deterministic(enabled)
+    try:
+        yield
+    finally:
+        set_deterministic(before)
+
+
+def pinned_kernel(product: str, x_shape: Sequence[int], threads: int) -> str:
+    """The kernel of deterministic mode for ``product`` (``forward``, the input gradient
+    included, or ``weight_grad``) on input x [n, C_in, H, W] with ``threads`` threads.
+
+    forward: NNPACK where oneDNN has no AVX-512 kernels, on one thread, for C_in >= 32 and
+    H * W >= 100; else oneDNN; else GEMM. weight_grad: GEMM for at most 64 output pixels (n * H
+    * W); else oneDNN (PyTorch's own weight gradient, oneDNN's whenever it is enabled).
+    """
+    n, c_in, height, width = x_shape
+    if product == "weight_grad":
+        return "gemm" if n * height * width <= 64 else "onednn"
+    available = _KERNELS["forward"]
+    if (
+        "nnpack" in available and _NNPACK_FAVOURED and threads == 1
+        and c_in >= 32 and height * width >= 100
+    ):  # fmt: skip
+        return "nnpack"
+    return "onednn" if "onednn" in available else "gemm"
+
+
+def chosen_kernels() -> dict[str, str]:
+    """The kernel chosen for each product and shape so far, for a run's log: keys such as
+    ``"forward 160x64x14x14->64 channels_last t1"`` (input shape, output channels, layout,
+    threads), values the kernel, with ``" (timed)"`` after an autotuned one. A shape met in both
+    modes shows the rule's kernel."""
+    record = {_describe(key): f"{name} (timed)" for key, name in list(_choice.items())}
+    record.update({_describe(key): name for key, name in list(_pinned.items())})
+    return record
+
+
+def _describe(key: tuple) -> str:
+    product, a_shape, b_shape, (a_strides, _), _, threads = key
+    c_out = b_shape[0] if product == "forward" else b_shape[1]
+    if a_strides[1] == 1 and a_shape[1] > 1:
+        layout = "channels_last"
+    elif a_strides[1] == a_shape[2] * a_shape[3]:
+        layout = "contiguous"
+    else:
+        layout = "strided"
+    return f"{product} {'x'.join(map(str, a_shape))}->{c_out} {layout} t{threads}"
 
 
 def _key(product: str, a: torch.Tensor, b: torch.Tensor) -> tuple:
@@ -89,24 +195,34 @@ def _key(product: str, a: torch.Tensor, b: torch.Tensor) -> tuple:
 
 
 def _pick(product: str, a: torch.Tensor, b: torch.Tensor, run: Callable[[Kernel], object]) -> str:
-    """The kernel for (product, shapes), timed once on first use: each candidate is run once to
-    warm up and three times timed, and the fastest single run wins (the least disturbed one)."""
+    """The kernel for (product, shapes): ``forced_kernel``, else the rule in deterministic
+    mode, else the one timed fastest on first use."""
     if forced_kernel is not None:
         return forced_kernel
     key = _key(product, a, b)
+    if _deterministic:
+        if key not in _pinned:
+            _pinned[key] = pinned_kernel(product, key[1], key[5])
+        return _pinned[key]
     if key not in _choice:
-        with _tuning, torch.no_grad():  # one timing at a time, even with several threads
-            times = {}
-            for name, kernel in _KERNELS[product].items():
-                run(kernel)
-                runs = []
-                for _ in range(3):
-                    start = time.perf_counter()
-                    run(kernel)
-                    runs.append(time.perf_counter() - start)
-                times[name] = min(runs)
-            _choice.setdefault(key, min(times, key=times.__getitem__))
+        _choice.setdefault(key, _timed_fastest(product, run))
     return _choice[key]
+
+
+def _timed_fastest(product: str, run: Callable[[Kernel], object]) -> str:
+    """Each candidate run once to warm up and three times timed; the fastest single run wins
+    (the least disturbed one)."""
+    with _tuning, torch.no_grad():  # one timing at a time, even with several threads
+        times = {}
+        for name, kernel in _KERNELS[product].items():
+            run(kernel)
+            runs = []
+            for _ in range(3):
+                start = time.perf_counter()
+                run(kernel)
+                runs.append(time.perf_counter() - start)
+            times[name] = min(runs)
+    return min(times, key=times.__getitem__)
 
 
 def _call(product: str, a: torch.Tensor, b: torch.Tensor, *args: object):  # noqa: ANN202

@@ -16,6 +16,12 @@ from pathlib import Path
 from ..errors import CheckpointError, ConfigError
 from .plotting import pyplot
 
+RUN_FOLDER = (
+    "a run folder (the --out of hypermaml train) holds metrics.csv, one row per epoch with its "
+    "epoch and val_accuracy, beside its last/ and best/ checkpoints"
+)
+"""What ``analyze curves`` reads, for its messages."""
+
 
 @dataclass
 class Curve:
@@ -29,13 +35,50 @@ class Curve:
 
 def _run_folder(path: Path) -> Path:
     """The folder holding ``metrics.csv``: ``path`` itself, or the run of a checkpoint folder."""
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise CheckpointError(f"{path} {what}; pass a run folder: {RUN_FOLDER}")
     for folder in (path, path.parent):
         if (folder / "metrics.csv").is_file():
             return folder
     raise CheckpointError(
-        f"{path} holds no metrics.csv; pass a run folder (the --out of hypermaml train) or a "
-        f"checkpoint folder saved with its run's metrics.csv"
+        f"{path} holds no metrics.csv; pass a run folder or a checkpoint folder inside one "
+        f"({RUN_FOLDER})"
     )
+
+
+def _validated_rows(file: Path) -> list[tuple[int, float]]:
+    """(epoch, validation accuracy) of every validated epoch in ``file`` (a run's metrics.csv),
+    refused with the fix when the file is empty or is not such a table."""
+    with open(file, newline="") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            columns = reader.fieldnames or []
+            if not {"epoch", "val_accuracy"} <= set(columns):
+                found = f"its columns are {', '.join(columns)}" if columns else "it is empty"
+                raise CheckpointError(
+                    f"{file} has no epoch and val_accuracy columns ({found}); {RUN_FOLDER} "
+                    f"(a classifier run of hypermaml classify scores test accuracy instead)"
+                )
+            return [(int(r["epoch"]), float(r["val_accuracy"])) for r in reader
+                    if r["val_accuracy"]]  # fmt: skip
+        except (TypeError, ValueError, csv.Error) as exc:
+            raise CheckpointError(
+                f"{file} line {reader.line_num} is garbled ({exc}); {RUN_FOLDER}"
+            ) from exc
+
+
+def _read_meta(meta_path: Path) -> dict:
+    """A checkpoint's ``checkpoint.json``, or a CheckpointError naming the file."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{meta_path} is unreadable ({exc}); the checkpoint is corrupt"
+        ) from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path} is not a checkpoint's metadata (not a mapping)")
+    return meta
 
 
 def _start_offset(folder: Path) -> int:
@@ -43,7 +86,7 @@ def _start_offset(folder: Path) -> int:
     for name in ("checkpoint.json", "last/checkpoint.json", "best/checkpoint.json"):
         meta_path = folder / name
         if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
+            meta = _read_meta(meta_path)
             offset, start = 0, meta.get("started_from")
             while start is not None:
                 offset += int(start.get("epoch") or 0) + 1
@@ -55,15 +98,9 @@ def _start_offset(folder: Path) -> int:
 def read_curve(path: str | Path, label: str | None = None) -> Curve:
     """The validation accuracy of the run at ``path`` against epochs of the whole lineage."""
     folder = _run_folder(Path(path))
-    with open(folder / "metrics.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("val_accuracy")]
+    rows = _validated_rows(folder / "metrics.csv")
     offset = _start_offset(Path(path) if (Path(path) / "checkpoint.json").is_file() else folder)
-    return Curve(
-        label or str(path),
-        [int(r["epoch"]) + offset for r in rows],
-        [float(r["val_accuracy"]) for r in rows],
-        offset,
-    )
+    return Curve(label or str(path), [e + offset for e, _ in rows], [a for _, a in rows], offset)
 
 
 def read_curves(runs: list[str | Path], labels: list[str] | None = None) -> list[Curve]:

@@ -67,6 +67,8 @@ class BenchSettings(DataConfig):
     image_size: int | None = None
     """Image side (default: the real dataset's)."""
     phases: tuple[str, ...] = ("train", "eval")
+    deterministic: bool = False
+    """Convolution kernels by ``engine.kernels``' pinned rule instead of timed (its speed cost)."""
 
 
 @dataclass
@@ -148,7 +150,19 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
-    """Time one phase (``train`` or ``eval``) of one case, in the current process."""
+    """Time one phase (``train`` or ``eval``) of one case, in the current process, with the
+    kernels pinned or timed as ``s.deterministic`` says (the previous setting restored)."""
+    from ..engine import kernels
+
+    with kernels.deterministic(s.deterministic):
+        out = _measure(case, s, phase)
+    out["extra"]["deterministic"] = s.deterministic
+    out["extra"][f"{phase}_kernels"] = kernels.chosen_kernels()
+    return out
+
+
+def _measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
+    """``measure`` with the kernel setting in force."""
     from ..engine import TaskParallel, keep_freed_memory, pick_device
     from ..methods import build_method
 
@@ -236,6 +250,7 @@ def run_bench(
         for phase in settings.phases:
             result = _run(isolate, measure, case, settings, phase)
             row.device, row.threads = result.pop("device"), result.pop("threads")
+            row.extra.update(result.pop("extra"))
             for key, value in result.items():
                 setattr(row, key, value)
         rows.append(row)
@@ -305,11 +320,12 @@ def format_ratios(values: dict[str, float]) -> str:
 def summary(rows: list[BenchRow], reference: list[float]) -> str:
     """The table of every case, the machine it ran on, and HyperMAML's time ratios."""
     workers = rows[0].extra.get("task_workers", 1)
+    pinned = "pinned (deterministic)" if rows[0].extra.get("deterministic") else "timed"
     gemm = " / ".join(f"{g:.0f}" for g in reference)
     text = (
         f"{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads, {workers} task "
-        f"worker{'s' if workers > 1 else ''}; reference float32 GEMM {gemm} GFLOP/s before / "
-        f"after; floor: the convolutions' FLOPs at that rate)"
+        f"worker{'s' if workers > 1 else ''}, kernels {pinned}; reference float32 GEMM {gemm} "
+        f"GFLOP/s before / after; floor: the convolutions' FLOPs at that rate)"
     )
     if ratio_text := format_ratios(ratios(rows)):
         text += "\n" + ratio_text

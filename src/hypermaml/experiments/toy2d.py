@@ -16,7 +16,6 @@ rotate the weights onto the axis, and HyperMAML's one generated update does too.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +27,8 @@ from ..config import HyperMAMLConfig, MAMLConfig
 from ..data.episodes import TaskBatch
 from ..methods import MAML, HyperMAML, Method
 from ..models import IdentityEncoder
+from ..outputs import claim_folder
+from ..reports import write_json
 from .toy2d_plot import LinearView, plot_toy2d
 
 ELLIPSES = ("top", "bottom", "left", "right")
@@ -201,17 +202,23 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_demo(out_dir: Path, seed: int = 0, iterations: int | None = None) -> dict:
+DEMO_FILES = ("toy2d.png", "toy2d_accuracy.json")
+
+
+def run_demo(
+    out_dir: Path, seed: int = 0, iterations: int | None = None, force: bool = False
+) -> dict:
     """Train MAML-1, MAML-5 and HyperMAML on the toy, evaluate, plot; returns the accuracies.
 
     Accuracy of (method, task): mean over ``EVAL_EPISODES`` fresh episodes (K = ``N_SHOT``
     support and ``EVAL_QUERY`` query points per class), the same episodes for every method.
     Writes ``toy2d_accuracy.json`` and ``toy2d.png`` (the first episode of every task) to
-    ``out_dir``. ``iterations`` overrides every method's number of training iterations.
+    ``out_dir`` (a new folder, one an earlier demo wrote, or, with ``force``, any folder without
+    those files). ``iterations`` overrides every method's number of training iterations.
     Returns {method name: {task name: accuracy in [0, 1]}}.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = claim_folder(out_dir, "demo", force, DEMO_FILES,
+                           lambda p: (p / "toy2d_accuracy.json").is_file())  # fmt: skip
     start = time.perf_counter()
     names = [t.name for t in toy_tasks()]
     accuracy: dict[str, dict[str, float]] = {}
@@ -245,7 +252,7 @@ def run_demo(out_dir: Path, seed: int = 0, iterations: int | None = None) -> dic
         "eval_episodes": EVAL_EPISODES,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (out_dir / "toy2d_accuracy.json").write_text(json.dumps(report, indent=2))
+    write_json(out_dir / "toy2d_accuracy.json", report)
     print(f"2-D toy, query accuracy (mean of {EVAL_EPISODES} episodes per task, seed {seed}):")
     print(format_table(accuracy))
     print(

@@ -98,7 +98,7 @@ def analyze_updates(
         if isinstance(method, MAML):  # the steps adaptation takes at test time
             if maml_steps is not None:
                 method.cfg = replace(method.cfg, inner_steps_test=maml_steps)
-            steps = method.cfg.inner_steps_test or method.cfg.inner_steps
+            steps = method.eval().steps
         data = load_split(dc.dataset, split, data_root)
         norms = update_norms(method, data, dc.test_shape, n_tasks, seed)
         name = ckpt.meta["method"]

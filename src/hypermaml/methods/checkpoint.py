@@ -72,7 +72,7 @@ def load_weights(method: Method, path: str | Path, expect_method: str | None = N
     """Load the weights of the few-shot checkpoint at ``path`` into ``method``, which must have
     the same parameters (a later training stage, a resumed run)."""
     path, meta = _read(path, expect_method)
-    load_weights_into(method, path, f"{meta['method']} model", method.legacy_keys)
+    load_weights_into(method, path, meta, f"{meta['method']} model", method.legacy_keys)
 
 
 def load_method(
@@ -83,5 +83,5 @@ def load_method(
     path, meta = _read(path, expect_method)
     config = stored_config(path, meta, ExperimentConfig)
     method = build_method(config, tuple(meta["image_shape"]))
-    load_weights_into(method, path, f"{meta['method']} model", method.legacy_keys)
+    load_weights_into(method, path, meta, f"{meta['method']} model", method.legacy_keys)
     return FewShotCheckpoint(method.to(device).eval(), config, meta, path)

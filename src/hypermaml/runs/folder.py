@@ -1,16 +1,22 @@
 """A training run's folder, shared by meta-training and classifier training.
 
-``RUN/last`` is rewritten after every epoch with the weights and ``train_state.pt`` (epoch, wall
+``RUN/last`` is rewritten after every epoch with the weights and the training state (epoch, wall
 time, optimiser, schedule and every random generator), so an interrupted run resumes exactly;
-the run's results go beside it (``best/`` or ``final/``), with ``metrics.csv`` and ``tb/``. A new
-run refuses a folder that already holds one; a resumed run must keep its config, but for the
-fields that may change between sessions (its length, the hardware).
+the run's results go beside it (``best/`` or ``final/``), with ``metrics.csv`` and ``tb/``.
+
+The folder is claimed before anything is written (``outputs.claim_folder``: a folder hypermaml
+did not create is refused unless ``force``, and nothing in it is ever overwritten) and locked
+while the run writes it. Whether a folder holds a run is one question, ``run_checkpoint``: the
+latest complete ``last`` checkpoint, whatever name an interrupted write left it under. A new run
+refuses a folder that holds one; ``--resume`` refuses one that does not; a resumed run must keep
+its config, but for the fields that may change between sessions (its length, the hardware).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +24,46 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import Kind, load_train_state, read_meta, stored_config
+from ..checkpoint import (
+    META,
+    Kind,
+    latest_complete,
+    leftovers,
+    load_train_state,
+    read_meta,
+    stored_config,
+)
 from ..errors import CheckpointError, TrainingError
+from ..outputs import claim_folder, locked
 from .logs import MetricLog
+
+WRITES = ("last", "last.*", "best", "best.*", "final", "final.*", "metrics.csv", "tb")
+"""What a run writes in its folder (glob patterns): a folder adopted with ``force`` must not
+hold any of them already."""
+
+
+def run_checkpoint(path: str | Path) -> Path | None:
+    """The checkpoint a resume of the run in ``path`` starts from (the latest complete ``last``,
+    or a complete copy an interrupted write left beside it), or None when ``path`` holds no run.
+    A folder whose ``last`` was once complete but no copy of it is now (corrupt files) is an
+    error, never "no run"; only a first write cut short (``last.tmp-*`` alone) means none."""
+    path = Path(path)
+    found = latest_complete(path, "last", train_state=True)
+    partial = [p for p in leftovers(path, "last") if ".tmp" not in p.name]
+    if found is None and partial:
+        names = ", ".join(p.name for p in partial)
+        raise CheckpointError(
+            f"{path} holds a run whose checkpoints are all incomplete or corrupt ({names}); "
+            f"it cannot be resumed. Move the folder away to start the run again"
+        )
+    return found
+
+
+def _holds_checkpoints(path: Path) -> bool:
+    """Whether ``path`` holds checkpoints of a run (a folder written before runs were marked)."""
+    if any(latest_complete(path, name) is not None for name in ("last", "best", "final")):
+        return True
+    return any((copy / META).is_file() for copy in leftovers(path, "last"))
 
 
 @dataclass
@@ -42,31 +85,45 @@ class Resume:
 
 
 class RunFolder:
-    """The folder of one run (``command``: ``train`` or ``classify``, for the messages)."""
+    """The claimed and locked folder of one run (``command``: ``train`` or ``classify``, for
+    the messages). ``resume``: True continues the run there (which must exist), False starts a
+    new one (there must be none), None does whichever applies (``--resume-if-exists``)."""
 
-    def __init__(self, path: str | Path, resume: bool, command: str) -> None:
-        self.path, self.command = Path(path), command
-        self.last = self.path / "last"
-        if not resume and self.has_run():
+    def __init__(self, path: Path, command: str, resume: bool | None) -> None:
+        self.path, self.command = path, command
+        self.last = path / "last"
+        self.checkpoint = run_checkpoint(path)
+        if resume is False and self.checkpoint is not None:
             raise TrainingError(
-                f"{self.path} already holds a run; pass --resume to continue it or choose "
-                f"another --out"
+                f"{path} already holds a run; pass --resume to continue it or choose another --out"
             )
-        self.resuming = resume and self.has_run()
+        if resume is True and self.checkpoint is None:
+            raise TrainingError(
+                f"{path} holds no run to resume (no complete last/ checkpoint); start one with "
+                f"hypermaml {command} CONFIG --out {path}"
+            )
+        self.resuming = self.checkpoint is not None
 
-    def has_run(self) -> bool:
-        """Whether ``last`` exists (or its copy from an interrupted save)."""
-        return self.last.exists() or self.last.with_name("last.old").exists()
+    @classmethod
+    @contextmanager
+    def open(
+        cls, path: str | Path, command: str, resume: bool | None, force: bool = False
+    ) -> Iterator[RunFolder]:
+        """Claim and lock ``path`` for the body of the ``with`` block."""
+        path = claim_folder(path, f"{command} (run folder)", force, WRITES, _holds_checkpoints)
+        with locked(path, command):
+            yield cls(path, command, resume)
 
     def resume(
-        self, config: Any, free: Mapping[str, tuple[str, ...]], expect_kind: Kind
+        self, config: Any, free: Mapping[str, tuple[str, ...]], expect_kind: Kind, epochs: int
     ) -> Resume | None:
         """The run's ``last`` state when resuming (None for a new run), after checking that it
         is a run of ``expect_kind`` trained with ``config`` (a RootConfig) up to the ``free``
-        fields ({section: field names}) that a resumed run may change."""
-        if not self.resuming:
+        fields ({section: field names}) that a resumed run may change, and that ``epochs`` (the
+        config's length) is not below what the run has already done."""
+        if self.checkpoint is None:
             return None
-        path, meta = read_meta(self.last, expect=expect_kind)
+        path, meta = read_meta(self.checkpoint, expect=expect_kind)
         stored = stored_config(path, meta, type(config))
         if _comparable(stored.to_dict(), free) != _comparable(config.to_dict(), free):
             fields = ", ".join(f"{s}.{f}" for s, names in free.items() for f in names)
@@ -75,16 +132,22 @@ class RunFolder:
                 f"(hypermaml {self.command} --resume --out {self.path} without a config file; "
                 f"only {fields} may change)"
             )
-        return Resume(path, meta, load_train_state(path))
+        resume = Resume(path, meta, load_train_state(path, meta))
+        if epochs < resume.start_epoch:
+            raise TrainingError(
+                f"the run in {self.path} has already trained {resume.start_epoch} epochs and "
+                f"the config asks for {epochs}; a run is never shortened: ask for more epochs "
+                f"to continue it, or score its checkpoints as they are"
+            )
+        return resume
 
     def open_log(
         self, fields: tuple[str, ...], tensorboard: bool, resume: Resume | None
     ) -> MetricLog:
-        """The run's metric log, without the rows written after the state a resume starts from."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """The run's metric log, without the rows written after the state the run starts from
+        (a new run's first epoch, when a killed first attempt left rows behind)."""
         log = MetricLog(self.path, tensorboard, fields)
-        if resume is not None:
-            log.truncate_after(resume.start_epoch)
+        log.truncate_after(0 if resume is None else resume.start_epoch)
         return log
 
 
@@ -104,7 +167,7 @@ def training_state(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     **extra: Any,
 ) -> dict[str, Any]:
-    """What ``train_state.pt`` holds after ``epoch``: the optimiser, the schedule, the torch,
+    """What the training state holds after ``epoch``: the optimiser, the schedule, the torch,
     numpy and Python random generators, and the loop's own ``extra`` entries."""
     return {
         "epoch": epoch,
@@ -128,7 +191,5 @@ def restore_training_state(
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
-    if "numpy_rng" in state:
-        np.random.set_state(state["numpy_rng"])
-    if "python_rng" in state:
-        random.setstate(state["python_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import warnings
 from pathlib import Path
 
 from ..errors import MissingExtraError
 from ..extras import require
+from ..outputs import write_text_atomic
 
 FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "val_ci95", "lr", "seconds")
 """CSV columns; the validation ones are empty in epochs without validation."""
@@ -41,10 +43,11 @@ class MetricLog:
             rows = list(csv.DictReader(fh))
         keep = [r for r in rows if int(r["epoch"]) < epoch]
         if rows:
-            with open(self.csv_path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(keep)
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(keep)
+            write_text_atomic(self.csv_path, text.getvalue())
 
     def write(self, epoch: int, metrics: dict[str, float]) -> None:
         row = {"epoch": epoch, **metrics}

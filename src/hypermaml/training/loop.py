@@ -16,6 +16,7 @@ from ..data import ClassImages, EpisodeSampler, load_split
 from ..data.episodes import Augmentation, chain
 from ..data.framing import FrameAugment
 from ..data.strokes import StrokeAugment
+from ..engine import kernels
 from ..engine.device import pick_device
 from ..engine.parallel import TaskParallel
 from ..errors import TrainingError
@@ -28,8 +29,9 @@ from .step import meta_step
 
 VAL_SEED = 1_000_003
 """Validation tasks are the same in every epoch and every run (never the test seed)."""
-FREE_FIELDS = {"train": ("epochs", "device", "threads", "val_every")}
-"""Fields a resumed run may change: its length, the hardware and how often it validates."""
+FREE_FIELDS = {"train": ("epochs", "device", "threads", "val_every", "deterministic")}
+"""Fields a resumed run may change: its length, the hardware, how often it validates and whether
+its kernels are pinned."""
 
 
 @dataclass
@@ -44,6 +46,17 @@ class TrainResult:
     """Epochs of the whole run, earlier sessions of a resumed run included."""
     total_seconds: float
     """Wall time of the whole run, earlier sessions included."""
+
+    def describe(self, out: str | Path) -> str:
+        """The one line ``hypermaml train`` prints."""
+        whole = ""
+        if self.total_epochs != self.epochs_run:
+            whole = f" (the whole run: {self.total_epochs} epochs in {self.total_seconds:.0f} s)"
+        return (
+            f"best validation accuracy {self.best_val_accuracy:.2f}% at epoch "
+            f"{self.best_epoch}; {self.epochs_run} epochs in {self.seconds:.0f} s{whole}; "
+            f"checkpoints in {Path(out) / 'best'} and {Path(out) / 'last'}"
+        )
 
 
 def training_sampler(cfg: ExperimentConfig, data: ClassImages) -> EpisodeSampler:
@@ -62,18 +75,34 @@ def train(
     cfg: ExperimentConfig,
     run_dir: str | Path,
     data_root: str | Path | None = None,
-    resume: bool = False,
+    resume: bool | None = False,
     progress: bool = True,
     tensorboard: bool = True,
     init: str | Path | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Meta-train the method of ``cfg``, writing ``run_dir/{best,last}`` and logs.
 
-    ``init``: a checkpoint of the same method and shapes whose weights start the run (a second
-    training stage), or a classifier of ``hypermaml classify`` whose encoder weights start the
-    method's encoder (pre-training); the optimiser and schedule start afresh.
+    ``resume``: False starts a new run (``run_dir`` must hold none), True continues the run in
+    ``run_dir`` exactly where it stopped, None does whichever applies. ``init``: a checkpoint of
+    the same method and shapes whose weights start a new run (a second training stage), or a
+    classifier of ``hypermaml classify`` whose encoder weights start the method's encoder
+    (pre-training); the optimiser and schedule start afresh. ``force``: adopt an existing
+    folder hypermaml did not create (nothing in it is overwritten).
     """
-    folder = RunFolder(run_dir, resume, "train")
+    with RunFolder.open(run_dir, "train", resume, force) as folder:
+        with kernels.deterministic(cfg.train.deterministic):
+            return _train(cfg, folder, data_root, progress, tensorboard, init)
+
+
+def _train(
+    cfg: ExperimentConfig,
+    folder: RunFolder,
+    data_root: str | Path | None,
+    progress: bool,
+    tensorboard: bool,
+    init: str | Path | None,
+) -> TrainResult:
     tc, dc = cfg.train, cfg.data
     device = pick_device(tc.device)
     train_data = load_split(dc.dataset, "train", data_root)
@@ -88,21 +117,22 @@ def train(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, tc.milestones, gamma=tc.gamma)
     start_epoch, best_acc, best_epoch = 0, -math.inf, -1
     seconds_before = 0.0  # wall time of earlier sessions of a resumed run
-    resumed = folder.resume(cfg, FREE_FIELDS, "few_shot")
+    resumed = folder.resume(cfg, FREE_FIELDS, "few_shot", tc.epochs)
     started_from = None
     if resumed is not None:
+        started_from = resumed.meta.get("started_from")
+        _check_same_start(init, started_from, folder)
         load_weights(method, resumed.path, expect_method=cfg.method.name)
         restore_training_state(resumed.state, optimizer, scheduler)
         sampler.generator.set_state(resumed.state["sampler"])
         start_epoch, seconds_before = resumed.start_epoch, resumed.seconds
         best_acc, best_epoch = resumed.state["best_acc"], resumed.state["best_epoch"]
-        started_from = resumed.meta.get("started_from")
     elif init is not None:
         started_from = init_lineage(init)
         _start_from(method, init, cfg)
     log = folder.open_log(FIELDS, tensorboard, resumed)
 
-    steps = max(1, tc.episodes_per_epoch // tc.meta_batch)
+    steps = tc.episodes_per_epoch // tc.meta_batch  # TrainConfig checks it is >= 1
     parallel = TaskParallel.for_device(device, tc.threads)
     started = time.perf_counter()
     epochs = range(start_epoch, tc.epochs)
@@ -160,6 +190,21 @@ def train(
     return TrainResult(
         best_acc, best_epoch, tc.epochs - start_epoch, seconds, tc.epochs, seconds_before + seconds
     )
+
+
+def _check_same_start(
+    init: str | Path | None, started_from: dict | None, folder: RunFolder
+) -> None:
+    """A resumed run keeps the start it was created with: ``--init`` must name it again or be
+    left out."""
+    if init is None:
+        return
+    if started_from is None or Path(started_from["path"]) != Path(init):
+        was = "no --init" if started_from is None else f"--init {started_from['path']}"
+        raise TrainingError(
+            f"the run in {folder.path} was started with {was}, not --init {init}; resume it "
+            f"without --init, or choose another --out for a run started from {init}"
+        )
 
 
 def _start_from(method: Method, init: str | Path, cfg: ExperimentConfig) -> None:
