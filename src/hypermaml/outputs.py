@@ -30,7 +30,6 @@ MARKER = ".hypermaml.json"
 LOCK = ".lock"
 HOLDER = ".lock.json"
 """Who holds ``.lock`` (pid, host, command, since): for the message a second writer gets."""
-_OWN_FILES = {MARKER, LOCK, HOLDER}
 
 
 class OutputError(HypermamlError, RuntimeError):
@@ -137,11 +136,6 @@ def _holder(path: Path) -> str:
         return f"hypermaml {h['command']}, pid {h['pid']} on {h['host']}, since {h['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "holder unknown"
-
-
-def is_own_file(name: str) -> bool:
-    """Whether ``name`` is one of the bookkeeping files of this module."""
-    return name in _OWN_FILES
 
 
 def fsync_dir(path: Path) -> None:
