@@ -118,10 +118,11 @@ def test_saving_over_a_checkpoint_replaces_it_and_leaves_no_tmp_or_old(tmp_path)
 
 def test_stale_tmp_folder_from_an_interrupted_save_is_replaced(tmp_path):
     cfg = CONFIGS["protonet"]()
-    (tmp_path / "best.tmp").mkdir()
-    (tmp_path / "best.tmp" / "junk").write_text("half written")
+    (tmp_path / "best.tmp-41-0a0b0c").mkdir()
+    (tmp_path / "best.tmp-41-0a0b0c" / "junk").write_text("half written")
+    (tmp_path / "best.old-version").mkdir()  # a person's folder: not one a write leaves
     save(tmp_path / "best", trained_method(cfg), cfg)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "best.old-version"]
     assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
         "checkpoint.json",
         "model.safetensors",

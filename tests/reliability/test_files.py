@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -288,3 +289,25 @@ def test_an_out_below_a_file_is_one_line(tmp_path, capsys):
     assert main(["train", "omniglot_5w1s_protonet", "--out", str(tmp_path / "file" / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "file" in err
+
+
+def test_a_format_1_run_is_upgraded_then_resumes_with_its_state(tmp_path):
+    run = tmp_path / "run"
+    optimizer = {"state": {0: {"step": torch.tensor(9.0)}}, "param_groups": []}
+    state = {"epoch": 4, "numpy_rng": np.random.get_state(), "torch_rng": torch.get_rng_state(),
+             "optimizer": optimizer}  # fmt: skip
+    last = protonet_checkpoint(run / "last", epoch=4)
+    torch.save(state, last / "train_state.pt")  # how format 1 stored it
+    meta = json.loads((last / "checkpoint.json").read_text())
+    meta["format_version"] = 1
+    del meta["sha256"], meta["config"]["train"]["deterministic"]
+    (last / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="hypermaml upgrade"):
+        run_checkpoint(run)
+    (line,) = upgrade(run)
+    assert "training state converted" in line and not (last / "train_state.pt").exists()
+    assert run_checkpoint(run) == last
+    back = load_train_state(*read_meta(last))
+    assert back["epoch"] == 4 and torch.equal(back["torch_rng"], state["torch_rng"])
+    assert np.array_equal(back["numpy_rng"][1], state["numpy_rng"][1])
+    assert back["optimizer"]["state"][0]["step"].item() == 9.0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,7 +106,7 @@ def write_checkpoint(
         path.rename(old)
     tmp.rename(path)
     fsync_dir(path.parent)
-    for stale in _copies(path):  # this one's previous folder, and any a kill left behind
+    for stale in _copies(path, legacy=False):  # the previous folder, and any a kill left behind
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -114,13 +115,18 @@ def _weights_bytes(weights: Mapping[str, torch.Tensor]) -> bytes:
     return safetensors.torch.save(tensors, metadata={"format": FORMAT})
 
 
-def _copies(path: Path) -> list[Path]:
-    """The folders a write of ``path`` leaves beside it: a new one being written (``.tmp-*``,
-    ``.tmp``) and the one it replaces (``.old-*``, ``.old``)."""
-    return sorted(
-        p for pattern in (".tmp*", ".old*") for p in path.parent.glob(path.name + pattern)
-        if p.is_dir()
-    )  # fmt: skip
+def _copies(path: Path, legacy: bool = True) -> list[Path]:
+    """The folders a write of ``path`` leaves beside it: a new one being written
+    (``NAME.tmp-PID-RANDOM``) and the one it replaces (``NAME.old-PID-RANDOM``), and with
+    ``legacy`` the fixed names of earlier releases (``NAME.tmp``, ``NAME.old``). Only names of
+    exactly these forms: a folder a person named ``NAME.old-version`` is never one."""
+    pattern = re.compile(re.escape(path.name) + r"\.(tmp|old)" + r"(-\d+-[0-9a-f]{6})?")
+    found = []
+    for p in path.parent.glob(path.name + ".*"):
+        match = pattern.fullmatch(p.name)
+        if match and p.is_dir() and (legacy or match.group(2)):
+            found.append(p)
+    return sorted(found)
 
 
 def _read_file(path: Path, name: str, meta: Mapping[str, Any]) -> bytes:

@@ -14,6 +14,7 @@ its config, but for the fields that may change between sessions (its length, the
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import (
+    FORMAT_VERSION,
     META,
     Kind,
     latest_complete,
@@ -51,12 +53,24 @@ def run_checkpoint(path: str | Path) -> Path | None:
     found = latest_complete(path, "last", train_state=True)
     partial = [p for p in leftovers(path, "last") if ".tmp" not in p.name]
     if found is None and partial:
+        if any(_older_format(p) for p in partial):
+            raise CheckpointError(
+                f"{path} holds a run written in an older checkpoint format; migrate it once "
+                f"with `hypermaml upgrade {path}`, then resume"
+            )
         names = ", ".join(p.name for p in partial)
         raise CheckpointError(
             f"{path} holds a run whose checkpoints are all incomplete or corrupt ({names}); "
             f"it cannot be resumed. Move the folder away to start the run again"
         )
     return found
+
+
+def _older_format(path: Path) -> bool:
+    try:
+        return json.loads((path / META).read_text()).get("format_version", 0) < FORMAT_VERSION
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
 
 
 def _holds_checkpoints(path: Path) -> bool:
@@ -110,6 +124,11 @@ class RunFolder:
         cls, path: str | Path, command: str, resume: bool | None, force: bool = False
     ) -> Iterator[RunFolder]:
         """Claim and lock ``path`` for the body of the ``with`` block."""
+        if resume is True and not Path(path).is_dir():
+            raise TrainingError(
+                f"{path} holds no run to resume (the folder does not exist); start one with "
+                f"hypermaml {command} CONFIG --out {path}"
+            )
         path = claim_folder(path, f"{command} (run folder)", force, WRITES, _holds_checkpoints)
         with locked(path, command):
             yield cls(path, command, resume)
