@@ -236,12 +236,22 @@ def test_set_method_name_switches_the_method_and_keeps_later_overrides():
 @pytest.mark.parametrize("path", sorted(p.name for p in CONFIGS.glob("*.yaml")
                                         if not p.name.startswith("classify_")))  # fmt: skip
 def test_every_shipped_few_shot_config_fits_its_dataset(path):
-    from hypermaml.data.datasets import IMAGES_PER_CLASS
+    from hypermaml.data.datasets import MIN_IMAGES_PER_CLASS, N_CLASSES
 
     cfg = load_config(CONFIGS / path)
     d = cfg.data
-    assert d.n_shot + d.n_query <= IMAGES_PER_CLASS[(d.dataset, "train")], "training tasks"
-    assert d.n_shot + d.n_query_test <= IMAGES_PER_CLASS[(d.dataset, "test")], "test tasks"
+    assert d.n_shot + d.n_query <= MIN_IMAGES_PER_CLASS[(d.dataset, "train")], "training tasks"
+    assert d.n_shot + d.n_query_test <= MIN_IMAGES_PER_CLASS[(d.dataset, "test")], "test tasks"
+    assert d.n_way <= N_CLASSES[(d.dataset, "test")], "test classes"
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in CONFIGS.glob("classify_*.yaml")))
+def test_every_shipped_classifier_config_builds_its_network(path):
+    from hypermaml.classify import load_classify_config
+    from hypermaml.models.build import build_network
+
+    cfg = load_classify_config(CONFIGS / path)
+    assert build_network(cfg.model, 3, 10, 32) is not None
 
 
 def test_images_per_class_table_matches_the_data(data_root):

@@ -35,11 +35,15 @@ from .classify import (
     train_classifier,
 )
 from .config import ExperimentConfig, apply_overrides, read_raw
-from .data import TaskShape, load_split
+from .data import CheckReport, PrepareReport, TaskShape, check, load_split, prepare
+from .data.folder import FolderSpec
 from .engine.device import pick_device
 from .errors import ConfigError
 from .evaluation import FewShotScore, evaluate
 from .methods import FewShotCheckpoint, load_method
+from .migrate import upgrade as _upgrade
+from .models.config import NetworkConfig
+from .models.feat import FeatImport, write_feat_checkpoint
 from .runs import run_checkpoint
 from .training import TrainResult
 from .training import train as meta_train
@@ -99,7 +103,9 @@ def evaluate_checkpoint(
     dataset = dc.dataset if dataset is None else dataset
     split = "test" if split is None else split
     tasks, seed = 600 if tasks is None else tasks, 0 if seed is None else seed
-    result = evaluate(ckpt.method, load_split(dataset, split, data_dir), shape, tasks, seed)
+    options = dc.load_options() if dataset == dc.dataset else {}  # another dataset: its own places
+    data = load_split(dataset, split, data_dir, **options)
+    result = evaluate(ckpt.method, data, shape, tasks, seed)
     return FewShotScore.of(result, ckpt, dataset, split, shape, seed)
 
 
@@ -173,3 +179,55 @@ def export(
     function (``out``, a new folder; ``force`` replaces an earlier export there), checked on
     test images."""
     return export_checkpoint(path, out, data_dir, force=force)
+
+
+def upgrade(path: str | Path) -> list[str]:
+    """Migrate the checkpoint folder ``path``, or every checkpoint of the run folder ``path``,
+    to the current format (``hypermaml upgrade``); one line per checkpoint saying what was done."""
+    return _upgrade(path)
+
+
+def import_feat_weights(
+    file: str | Path, arch: str, out: str | Path, force: bool = False
+) -> FeatImport:
+    """FEAT's pre-trained mini-ImageNet encoder (``con-pre.pth``, ``Res12-pre.pth``) as a
+    classifier checkpoint at ``out``, for ``train --init`` (``hypermaml import-weights``)."""
+    cfg = ClassifyConfig(model=NetworkConfig(arch=arch))
+    cfg.data.dataset = "mini_imagenet"
+    return write_feat_checkpoint(file, arch, out, cfg, force)
+
+
+def _folder(name: str, root: str | Path | None, size: int) -> FolderSpec | None:
+    if name != "folder":
+        return None
+    if root is None:
+        raise ConfigError("the folder dataset needs --from ROOT: the folder of class folders")
+    return FolderSpec(root, size=size)
+
+
+def prepare_data(
+    name: str,
+    data_dir: str | Path | None = None,
+    source: str | Path | None = None,
+    skip_bad_images: bool = False,
+    size: int = 84,
+) -> PrepareReport:
+    """Decode dataset ``name`` into its cache ahead of training (``hypermaml data prepare``);
+    ``source``: where its images are (for ``folder``: the folder of class folders, read at
+    ``size``)."""
+    folder = _folder(name, source, size)
+    return prepare(name, data_dir, None if folder else source, folder=folder,
+                   skip_bad_images=skip_bad_images, progress=True)  # fmt: skip
+
+
+def check_data(
+    name: str,
+    data_dir: str | Path | None = None,
+    source: str | Path | None = None,
+    decode: bool = False,
+    size: int = 84,
+) -> CheckReport:
+    """Classes, images per class, problems and cache state of dataset ``name``
+    (``hypermaml data check``); ``decode`` also decodes every image to find damaged ones."""
+    folder = _folder(name, source, size)
+    return check(name, data_dir, None if folder else source, folder=folder, decode=decode)

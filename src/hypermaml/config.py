@@ -21,6 +21,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from .data.episodes import TaskShape
+from .data.folder import FolderSpec
 from .engine.device import device_name_problem
 from .errors import ConfigError
 from .models.config import ModelConfig
@@ -73,6 +74,25 @@ def checked(default: Any, check: Callable[[Any], str | None]) -> Any:
 
 
 @dataclass
+class FolderConfig:
+    """The ``folder`` dataset (``data.dataset: folder``): any tree ``ROOT/<class>/<image>``."""
+
+    root: str | None = None
+    """The folder of class folders (relative: under the data directory)."""
+    split_file: str | None = None
+    """A JSON ``{"train": [...], "val": [...], "test": [...]}`` of class names (relative: under
+    ``root``); None splits the sorted classes by ``fractions`` with ``seed``."""
+    fractions: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
+    seed: int = 0
+    size: int = count(84)
+    """Images are ``size`` x ``size``."""
+    channels: Literal["auto", "rgb", "grey"] = "auto"
+    resize_ratio: float = bounded(8 / 7, low=1)
+    """The shorter side is resized to ``round(size * resize_ratio)``, then centre-cropped; 1 keeps
+    the whole image when it is square."""
+
+
+@dataclass
 class DataConfig:
     """Which tasks a run sees: the dataset and the N-way K-shot protocol."""
 
@@ -89,6 +109,27 @@ class DataConfig:
     train_zoom: float = bounded(1.0, low=1)
     """Training images only: centre each character on its ink and enlarge it by a random factor
     in [1, train_zoom] (handwriting; ``data/framing.py``). 1 leaves the images as they are."""
+    train_aug: bool = False
+    """Training images only: random resized crop, colour jitter 0.4 and horizontal flip
+    (natural images; ``data/photo_augment.py``, needs ``hypermaml[images]``)."""
+    source: str | None = None
+    """Where the images of ``cub`` or ``mini_imagenet`` are, when not in their standard places
+    under the data directory (docs/data.md)."""
+    skip_bad_images: bool = False
+    """Leave out unreadable images (and empty classes of a ``folder``) with a warning and a count,
+    instead of refusing them."""
+    folder: FolderConfig = field(default_factory=FolderConfig)
+
+    def load_options(self) -> dict[str, Any]:
+        """The keywords of ``data.load_split`` this config sets."""
+        folder = None
+        if self.dataset == "folder":
+            f = self.folder
+            if f.root is None:
+                raise ConfigError("data.dataset=folder needs data.folder.root: the class folders")
+            folder = FolderSpec(f.root, f.split_file, tuple(f.fractions), f.seed, f.size,
+                                f.channels, f.resize_ratio, self.skip_bad_images)  # fmt: skip
+        return {"folder": folder, "source": self.source, "skip_bad_images": self.skip_bad_images}
 
     @property
     def train_shape(self) -> TaskShape:

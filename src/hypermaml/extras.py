@@ -1,7 +1,8 @@
 """Optional dependencies: imported only by the commands that need them.
 
 The core install (``pip install hypermaml``) trains, evaluates and exports. Plots need
-``hypermaml[plots]`` (matplotlib), TensorBoard logs ``hypermaml[tensorboard]``;
+``hypermaml[plots]`` (matplotlib), TensorBoard logs ``hypermaml[tensorboard]``, the training
+augmentation of natural images (``data.train_aug``) ``hypermaml[images]`` (kornia);
 ``hypermaml[all]`` brings every extra.
 """
 
@@ -12,7 +13,7 @@ from types import ModuleType
 
 from .errors import MissingExtraError
 
-EXTRAS = {"matplotlib": "plots", "tensorboard": "tensorboard"}
+EXTRAS = {"matplotlib": "plots", "tensorboard": "tensorboard", "kornia": "images"}
 """Top-level module -> the extra that installs it."""
 
 

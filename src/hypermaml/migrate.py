@@ -1,11 +1,12 @@
-"""``hypermaml upgrade``: checkpoints of format 1 rewritten as format 2, explicitly and once.
+"""``hypermaml upgrade``: checkpoints of an older format rewritten in the current one, explicitly.
 
-Format 1 checkpoints carry no digests, their stored configs lack the fields added while format 1
-was current, and a run's ``last`` holds a pickled ``train_state.pt``. The upgrade fills only the
-fields in ``ADDED_FIELDS``, each with the value that reproduces how format 1 checkpoints were
-trained (e.g. ``train.deterministic: false``: the kernels were timed); a stored config lacking
-anything else is refused, never completed from today's defaults. The weights are not touched:
-their digest is computed and recorded. A pickled training state is read with
+A stored config must name every field, so a field added to the configs makes a new format:
+checkpoints written before it lack the field. The upgrade fills only the fields ``ADDED_FIELDS``
+lists for the formats since the checkpoint's, each with the value that reproduces how it was
+trained (e.g. ``train.deterministic: false`` for format 1: the kernels were timed); a stored
+config lacking anything else is refused, never completed from today's defaults. The weights are
+not touched: their digest is verified (format 2 on) or computed (format 1) and recorded.
+Format 1 also had no digests, and a run's ``last`` held a pickled ``train_state.pt``, read with
 ``torch.load(weights_only=True)`` (plain tensors and containers only, plus numpy's random state)
 and stored as tensors plus JSON; the pickle is then removed.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +30,29 @@ from .checkpoint.format import (
     STATE_TENSORS,
     STATE_TREE,
     _parse_meta,
+    _read_file,
     sha256,
 )
 from .checkpoint.state import encode
 from .classify import ClassifyConfig
-from .config import ExperimentConfig, missing_keys
+from .config import ExperimentConfig, FolderConfig, missing_keys
 from .errors import CheckpointError
 from .outputs import write_bytes_durable, write_text_atomic
 
-ADDED_FIELDS: dict[str, dict[str, Any]] = {
-    "few_shot": {"data.train_stroke": 0.0, "data.train_zoom": 1.0, "model.hyper": "none",
-                 "train.val_every": 1, "train.threads": None, "train.deterministic": False},
-    "classifier": {"optim.hyper_weight_decay": 0.0, "run.deterministic": False},
+ADDED_FIELDS: dict[int, dict[str, dict[str, Any]]] = {
+    1: {
+        "few_shot": {"data.train_stroke": 0.0, "data.train_zoom": 1.0, "model.hyper": "none",
+                     "train.val_every": 1, "train.threads": None, "train.deterministic": False},
+        "classifier": {"optim.hyper_weight_decay": 0.0, "run.deterministic": False},
+    },
+    2: {
+        "few_shot": {"data.train_aug": False, "data.source": None, "data.skip_bad_images": False,
+                     "data.folder": asdict(FolderConfig())},
+        "classifier": {},
+    },
 }  # fmt: skip
-"""Fields added while format 1 was current -> the value that reproduces format 1's behaviour."""
+"""Format N -> the fields added while it was current, each with the value that reproduces how
+its checkpoints were trained (filled when a checkpoint of format N or older is upgraded)."""
 _CONFIG_CLASSES = {"few_shot": ExperimentConfig, "classifier": ClassifyConfig}
 
 
@@ -59,45 +70,51 @@ def upgrade(path: str | Path) -> list[str]:
 
 
 def upgrade_checkpoint(path: Path) -> str:
-    """Rewrite the format 1 checkpoint ``path`` as format 2 (a no-op on a current one)."""
+    """Rewrite the checkpoint ``path`` in the current format (a no-op on a current one)."""
     meta = _parse_meta(path)
-    if meta.get("format_version") == FORMAT_VERSION:
-        return f"{path}: already format {FORMAT_VERSION}"
-    config, filled = _complete_config(path, meta)
-    files = {WEIGHTS: (path / WEIGHTS).read_bytes()}
-    legacy = path / LEGACY_TRAIN_STATE
-    if legacy.is_file():
-        tensors, tree = encode(_read_legacy_state(legacy))
-        files[STATE_TENSORS] = safetensors.torch.save(tensors)
-        files[STATE_TREE] = json.dumps(tree).encode()
-        for name in (STATE_TENSORS, STATE_TREE):
-            write_bytes_durable(path / name, files[name])
-    new = {**meta, "format_version": FORMAT_VERSION, "config": config,
-           "sha256": {name: sha256(data) for name, data in files.items()},
-           "migrated": {"from_format": meta.get("format_version", 1), "filled": filled,
-                        "date": time.strftime("%Y-%m-%d")}}  # fmt: skip
-    write_text_atomic(path / META, json.dumps(new, indent=2))
-    if legacy.is_file():
-        legacy.unlink()
-    state = ", training state converted" if STATE_TREE in files else ""
-    fields = ", ".join(f"{k}={v!r}" for k, v in filled.items()) or "none"
     was = meta.get("format_version", 1)
+    if was == FORMAT_VERSION:
+        return f"{path}: already format {FORMAT_VERSION}"
+    config, filled = _complete_config(path, meta, was)
+    for name in meta.get("sha256", {}):  # a digest is carried over only once verified
+        _read_file(path, name, meta)
+    legacy = path / LEGACY_TRAIN_STATE
+    converted = legacy.is_file()
+    if converted:
+        tensors, tree = encode(_read_legacy_state(legacy))
+        write_bytes_durable(path / STATE_TENSORS, safetensors.torch.save(tensors))
+        write_bytes_durable(path / STATE_TREE, json.dumps(tree).encode())
+    names = [n for n in (WEIGHTS, STATE_TENSORS, STATE_TREE) if (path / n).is_file()]
+    history = meta.get("migrated", [])
+    history = [history] if isinstance(history, dict) else history
+    step = {"from_format": was, "filled": filled, "date": time.strftime("%Y-%m-%d")}
+    new = {**meta, "format_version": FORMAT_VERSION, "config": config,
+           "sha256": {n: sha256((path / n).read_bytes()) for n in names},
+           "migrated": [*history, step]}  # fmt: skip
+    write_text_atomic(path / META, json.dumps(new, indent=2))
+    if converted:
+        legacy.unlink()
+    state = ", training state converted" if converted else ""
+    fields = ", ".join(f"{k}={v!r}" for k, v in filled.items()) or "none"
     return f"{path}: format {was} -> {FORMAT_VERSION}{state}; filled {fields}"
 
 
-def _complete_config(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The stored config with the ``ADDED_FIELDS`` it lacks filled in, and those fields."""
+def _complete_config(
+    path: Path, meta: dict[str, Any], was: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stored config with the fields added since format ``was`` that it lacks filled in,
+    and those fields."""
     try:
         run_kind = kind(meta)
         config = copy.deepcopy(meta["config"])
     except KeyError as exc:
         raise CheckpointError(f"{path / META} lacks {exc}; it is corrupt") from exc
-    added = ADDED_FIELDS[run_kind]
+    added = {k: v for n in range(was, FORMAT_VERSION) for k, v in ADDED_FIELDS[n][run_kind].items()}
     missing = missing_keys(_CONFIG_CLASSES[run_kind], config)
     unknown = [key for key in missing if key not in added]
     if unknown:
         raise CheckpointError(
-            f"{path}: its stored config lacks {', '.join(unknown)}, which no format 1 "
+            f"{path}: its stored config lacks {', '.join(unknown)}, which no format {was} "
             f"checkpoint written by hypermaml lacks; it cannot be completed safely"
         )
     for key in missing:

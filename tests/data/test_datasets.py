@@ -72,7 +72,7 @@ def test_omniglot_images_are_the_resized_pngs_in_character_id_order(omniglot, da
 
 
 def test_omniglot_vinyals_splits(omniglot_splits):
-    sizes = {s: d.images.shape for s, d in omniglot_splits.items()}
+    sizes = {s: d.dense_images().shape for s, d in omniglot_splits.items()}
     assert sizes == {
         "train": (4112, 20, 1, 28, 28),
         "val": (688, 20, 1, 28, 28),
@@ -90,11 +90,11 @@ def test_omniglot_vinyals_splits(omniglot_splits):
 def test_omniglot_rotations_are_counterclockwise_copies(omniglot, omniglot_splits):
     train = omniglot_splits["train"]
     pos = {n: i for i, n in enumerate(train.class_names)}
-    base = train.images[pos["Angelic/character01/rot000"], :, 0]
+    base = train.dense_images()[pos["Angelic/character01/rot000"], :, 0]
     idx = omniglot.index()[("Angelic", "character01")]
     assert torch.equal(base, omniglot.images[idx])
     for degrees in (90, 180, 270):
-        rotated = train.images[pos[f"Angelic/character01/rot{degrees:03d}"], :, 0]
+        rotated = train.dense_images()[pos[f"Angelic/character01/rot{degrees:03d}"], :, 0]
         assert not torch.equal(rotated, base)
         # PIL's rotate is counterclockwise, as in the reference data loaders
         pil = Image.fromarray(base[3].numpy()).rotate(degrees)
@@ -103,18 +103,19 @@ def test_omniglot_rotations_are_counterclockwise_copies(omniglot, omniglot_split
 
 def test_cross_char_train_is_omniglot_without_latin(cross_char, omniglot):
     train = cross_char["train"]
-    assert train.images.shape == (1597, 20, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert train.dense_images().shape == (1597, 20, 1, 28, 28)
+    assert train.images.dtype == torch.uint8 and train.normalisation is None
     assert len(train.class_names) == 1597
     assert not any(n.split("/")[0] == "Latin" for n in train.class_names)
     assert sum(a == "Latin" for a in omniglot.alphabet) == 1623 - 1597
     keep = [i for i, a in enumerate(omniglot.alphabet) if a != "Latin"]
-    assert torch.equal(train.images[:, :, 0], omniglot.images[keep])
+    assert torch.equal(train.dense_images()[:, :, 0], omniglot.images[keep])
     assert train.images.float().mean() > 200
 
 
 def test_cross_char_val_test_are_even_and_odd_emnist_classes(cross_char):
     val, test = cross_char["val"], cross_char["test"]
-    assert val.images.shape == test.images.shape == (31, 200, 1, 28, 28)
+    assert val.dense_images().shape == test.dense_images().shape == (31, 200, 1, 28, 28)
     assert val.images.dtype == test.images.dtype == torch.uint8
     assert val.class_names == [f"emnist/{i}" for i in range(0, 62, 2)]
     assert test.class_names == [f"emnist/{i}" for i in range(1, 62, 2)]
@@ -129,7 +130,9 @@ def test_emnist_is_inverted_to_dark_ink_on_light(cross_char, data_root):
             with Image.open(io.BytesIO(zf.read(f"emnist/{emnist_id}/{index}.png"))) as img:
                 raw = np.asarray(img.convert("L"), dtype=np.uint8)
             assert raw.mean() < 127  # stored white ink on black
-            assert torch.equal(split.images[position, index, 0], torch.from_numpy(255 - raw))
+            assert torch.equal(
+                split.dense_images()[position, index, 0], torch.from_numpy(255 - raw)
+            )
 
 
 def test_unknown_dataset_and_split_are_data_errors(tmp_path):

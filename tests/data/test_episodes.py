@@ -14,7 +14,7 @@ def coded_images(n_classes: int = N_CLASSES, n_per_class: int = N_PER_CLASS) -> 
     """Every pixel of image i of class c holds the code c * n_per_class + i (< 256)."""
     codes = torch.arange(n_classes * n_per_class, dtype=torch.uint8)
     images = codes.reshape(n_classes, n_per_class, 1, 1, 1).expand(-1, -1, 1, 8, 8).contiguous()
-    return ClassImages("coded", "train", images, [f"c{i}" for i in range(n_classes)])
+    return ClassImages.dense("coded", "train", images, [f"c{i}" for i in range(n_classes)])
 
 
 def decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +46,7 @@ def test_values_are_floats_in_unit_interval_scaled_from_uint8(data):
         assert x.min() >= 0.0 and x.max() <= 1.0
         assert torch.allclose(x * 255, (x * 255).round(), atol=1e-4)
     white = torch.full((3, 4, 1, 8, 8), 255, dtype=torch.uint8)
-    full = ClassImages("white", "t", white, list("abc"))
+    full = ClassImages.dense("white", "t", white, list("abc"))
     assert (EpisodeSampler(full, TaskShape(2, 1, 1)).sample(1).support_x == 1.0).all()
 
 

@@ -84,7 +84,7 @@ def test_bad_framing_arguments_are_refused():
 def test_training_sampler_frames_then_thickens_and_leaves_defaults_alone():
     images = torch.full((5, 4, 1, 28, 28), 255, dtype=torch.uint8)
     images[..., 2:6, 3:6] = 0
-    data = ClassImages("boxes", "train", images, [f"c{i}" for i in range(5)])
+    data = ClassImages.dense("boxes", "train", images, [f"c{i}" for i in range(5)])
     cfg = load_config(None, ["data.n_way=3", "data.n_shot=1", "data.n_query=2"])
     plain = training_sampler(cfg, data).sample(2)
     untouched = EpisodeSampler(data, TaskShape(3, 1, 2), seed=cfg.train.seed).sample(2)

@@ -65,7 +65,7 @@ def dotted_pages(n_classes: int = 5, n_per_class: int = 4) -> ClassImages:
     """uint8 white pages, each with one black dot, [n_classes, n_per_class, 1, 9, 9]."""
     images = torch.full((n_classes, n_per_class, 1, 9, 9), 255, dtype=torch.uint8)
     images[..., 4, 4] = 0
-    return ClassImages("dots", "train", images, [f"c{i}" for i in range(n_classes)])
+    return ClassImages.dense("dots", "train", images, [f"c{i}" for i in range(n_classes)])
 
 
 def test_sampler_augments_every_image_by_its_own_seeded_amount():

@@ -10,6 +10,7 @@ from hypermaml.config import HyperMAMLConfig, MAMLConfig
 from hypermaml.data import TaskBatch
 from hypermaml.methods import MAML, HyperMAML, ProtoNet
 from hypermaml.models import Conv4
+from tests.models.networks import narrow_encoder
 
 N_WAY, K_SHOT, N_QUERY, TASKS = 3, 2, 4, 3
 
@@ -110,3 +111,20 @@ def test_hypermaml_batch_equals_one_task_at_a_time(warmup):
 
 def test_protonet_batch_equals_one_task_at_a_time():
     assert_same(*batched_and_per_task(build("protonet"), random_batch(3)))
+
+
+@pytest.mark.parametrize("backbone", ["conv4", "resnet12"])
+def test_maml_vmap_equals_loop_on_a_grouped_encoder(backbone):
+    """Second order under vmap through a residual network's BatchNorm: the affine parameters
+    are applied outside batch_norm there (``models/norms.py``), else the gradients differ."""
+    batch = random_batch(4)
+    results = []
+    for batching in ("loop", "vmap"):
+        torch.manual_seed(0)
+        encoder = narrow_encoder(backbone, "stage", channels=1, size=16)
+        cfg = MAMLConfig(inner_steps=2, inner_lr=0.3, batching=batching)
+        method = MAML(encoder, N_WAY, cfg).double()
+        loss, logits = method.meta_loss(batch)
+        loss.backward()
+        results.append((logits, {n: p.grad.clone() for n, p in method.named_parameters()}))
+    assert_same(*results[0], *results[1])

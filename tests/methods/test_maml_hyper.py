@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from hypermaml.config import MAMLConfig, load_config
 from hypermaml.data import TaskBatch
+from hypermaml.errors import ConfigError
 from hypermaml.methods import MAML, build_method
 from hypermaml.models import Conv4
 from hypermaml.models.conv4net import Conv4Net
@@ -102,5 +103,6 @@ def test_config_builds_hyper_backbones_and_refuses_unknown_ones():
     assert isinstance(method.encoder, GroupedEncoder)
     assert method.encoder.out_dim == 64
     cfg = load_config(None, ["model.backbone=conv4pool", "model.hyper=stage"])
-    with pytest.raises(ValueError, match="conv4pool"):
-        build_method(cfg, (1, 28, 28))
+    assert build_method(cfg, (1, 28, 28)).encoder.out_dim == 64
+    with pytest.raises(ConfigError, match="model.backbone='resnet50'.*conv4pool"):
+        load_config(None, ["model.backbone=resnet50", "model.hyper=stage"])

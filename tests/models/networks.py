@@ -1,10 +1,14 @@
-"""Small networks of each residual family, shared by the tests of ``models``."""
+"""Small networks of each residual family and narrow encoders of each backbone, shared by the
+tests of ``models``, ``methods`` and ``reliability``."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from hypermaml.models import Conv4, Encoder, GroupedEncoder
+from hypermaml.models.conv4net import Conv4Net
+from hypermaml.models.resnet10 import ResNet10
 from hypermaml.models.resnets import CifarResNet, ResNet12, WideResNet
 
 
@@ -30,3 +34,36 @@ def randomise_batchnorm(model: nn.Module, steps: int = 3) -> None:
         for _ in range(steps):
             model(torch.randn(8, 3, 16, 16) * 2 + 0.5)
     model.eval()
+
+
+BACKBONES = ("conv4", "conv4pool", "resnet10", "resnet12", "resnet12_dropblock", "resnet18", "wrn")
+"""A member of each backbone family of ``models/backbones.py`` (``wrn``: a wide ResNet)."""
+HYPER_MODES = ("none", "stage", "layer")
+
+
+def narrow_encoder(
+    backbone: str,
+    hyper: str = "none",
+    bn: str = "transductive",
+    bn_steps: int = 1,
+    channels: int = 3,
+    size: int = 16,
+) -> Encoder:
+    """The encoder ``build_encoder`` makes for ``backbone``, with every width cut to 4-16
+    channels so that a method's meta-step on it takes milliseconds."""
+    if backbone in ("conv4", "conv4pool") and hyper == "none":
+        pool = backbone == "conv4pool"
+        return Conv4(channels, size, width=4, bn=bn, pool=pool, bn_steps=bn_steps)
+    args = {"in_channels": channels, "num_classes": 0, "hyper": hyper}
+    nets = {
+        "conv4": lambda: Conv4Net(image_size=size, width=4, **args),
+        "conv4pool": lambda: Conv4Net(image_size=size, width=4, pool=True, **args),
+        "resnet10": lambda: ResNet10(base_width=4, **args),
+        "resnet12": lambda: ResNet12(widths=(4, 6, 8, 8), **args),
+        "resnet12_dropblock": lambda: ResNet12(
+            widths=(4, 6, 8, 8), drop_rate=0.1, drop_block_size=2, **args
+        ),
+        "resnet18": lambda: CifarResNet((2, 2, 2, 2), base_width=4, **args),
+        "wrn": lambda: WideResNet(10, 1, **args),
+    }
+    return GroupedEncoder(nets[backbone](), bn, bn_steps)  # type: ignore[arg-type]

@@ -121,7 +121,7 @@ def test_a_stored_config_lacking_a_section_is_refused(tmp_path):
         load_method(ckpt)
 
 
-def test_an_old_format_is_refused_until_upgraded(tmp_path):
+def test_an_old_format_is_refused_until_upgraded(tmp_path, capsys):
     ckpt = protonet_checkpoint(tmp_path / "ckpt")
     meta = json.loads((ckpt / "checkpoint.json").read_text())
     meta["format_version"] = 1
@@ -130,7 +130,8 @@ def test_an_old_format_is_refused_until_upgraded(tmp_path):
     (ckpt / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="hypermaml upgrade"):
         load_method(ckpt)
-    (line,) = upgrade(ckpt)
+    assert main(["upgrade", str(ckpt)]) == 0
+    line = capsys.readouterr().out.strip()
     assert "train.deterministic=False" in line and "data.train_zoom=1.0" in line
     loaded = load_method(ckpt)
     assert loaded.config.train.deterministic is False

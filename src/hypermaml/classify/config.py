@@ -18,11 +18,12 @@ from ..models.config import NetworkConfig
 
 @dataclass
 class ClassifyDataConfig:
-    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "omniglot", "cross_char"] = (
-        "fashion_mnist"
-    )
-    """omniglot and cross_char: the training classes of those few-shot datasets, for
-    pre-training an encoder (``hypermaml train --init RUN/final``)."""
+    dataset: Literal[
+        "fashion_mnist", "cifar10", "cifar100", "omniglot", "cross_char", "cub", "mini_imagenet",
+        "fc100", "cifar_fs",
+    ] = "fashion_mnist"  # fmt: skip
+    """omniglot, cross_char, cub, mini_imagenet, fc100 and cifar_fs: the training classes of
+    those few-shot datasets, for pre-training an encoder (``hypermaml train --init RUN/final``)."""
     train_subset: int | None = count(None)
     """Train on this many training images (a class-balanced sample drawn from ``run.seed``)
     instead of all of them: equal, smaller budgets for a grid of runs on a small machine."""

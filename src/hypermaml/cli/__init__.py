@@ -1,8 +1,8 @@
 """The ``hypermaml`` command line: argument parsing and printing only.
 
 Every command is one call into the library (``hypermaml.api``, ``hypermaml.experiments``):
-``run.py`` holds the commands that train, score and export models, ``study.py`` those that
-reproduce the papers' analyses and timings.
+``run.py`` holds the commands that train, score and export models, ``analyze.py`` the analyses
+of trained checkpoints, ``study.py`` the papers' timings and toys.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .._version import __version__
 from ..engine.process import keep_freed_memory
 from ..errors import HypermamlError, describe_os_error
 from ..outputs import check_writable_file
-from . import run, study
+from . import analyze, data, run, study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hypermaml {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run.register(sub)
+    analyze.register(sub)
+    data.register(sub)
     study.register(sub)
     return parser
 

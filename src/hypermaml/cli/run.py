@@ -52,6 +52,13 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_weights(args: argparse.Namespace) -> int:
+    r = api.import_feat_weights(args.file, args.arch, args.out, force=args.force)
+    print(f"{args.file} -> {args.out}: FEAT {r.arch}, {r.tensors} tensors; dropped "
+          f"{r.dropped}, folded {len(r.folded)} conv biases")  # fmt: skip
+    return 0
+
+
 def cmd_configs(args: argparse.Namespace) -> int:
     configs = shipped_configs()
     width = max(map(len, configs))
@@ -113,6 +120,16 @@ def register(sub: Any) -> None:
     p = sub.add_parser("upgrade", help="migrate checkpoints of an older format, explicitly")
     p.add_argument("paths", nargs="+", help="checkpoint or run folders")
     p.set_defaults(func=cmd_upgrade)
+
+    p = sub.add_parser("import-weights", help="FEAT's pre-trained mini-ImageNet encoder as a "
+                       "classifier checkpoint for train --init")  # fmt: skip
+    p.add_argument("source", choices=["feat"])
+    p.add_argument("file", help="con-pre.pth or Res12-pre.pth")
+    p.add_argument("--arch", required=True, choices=["conv4", "conv4pool", "resnet12",
+                                                     "resnet12_dropblock"])  # fmt: skip
+    p.add_argument("--out", required=True, help="new folder for the checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an earlier import in --out")
+    p.set_defaults(func=cmd_import_weights)
 
     p = sub.add_parser("configs", help="list the shipped configs (one per experiment)")
     p.set_defaults(func=cmd_configs)

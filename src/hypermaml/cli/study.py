@@ -1,4 +1,4 @@
-"""Commands that reproduce the papers' analyses and timings: bench, analyze, params, demo."""
+"""Commands that reproduce the papers' timings and toys: bench, params, demo."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..experiments import adapt_time, curves, speed, toy2d, updates
+from ..experiments import adapt_time, speed, toy2d
 from ..models.export import parameter_table
 from ..outputs import check_writable_file
 from .args import (
@@ -17,7 +17,6 @@ from .args import (
     int_list,
     positive_int,
     save_json,
-    step_count,
     tasks_kwargs,
 )
 
@@ -37,25 +36,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows, reference = speed.run_bench(cases, settings, isolate=not args.in_process)
     save_json(args, speed.report(rows, settings, reference))
     print(f"\n{speed.summary(rows, reference)}")
-    return 0
-
-
-def cmd_analyze_updates(args: argparse.Namespace) -> int:
-    reports = updates.analyze_updates(args.checkpoints, maml_steps=args.maml_steps,
-                                      data_root=args.data_dir, device=args.device,
-                                      **tasks_kwargs(args))  # fmt: skip
-    save_json(args, reports)
-    return 0
-
-
-def cmd_analyze_curves(args: argparse.Namespace) -> int:
-    check_writable_file(args.out, "--out")
-    labels = args.labels.split(",") if args.labels else None
-    runs = curves.read_curves(args.runs, labels)
-    for curve in runs:
-        print(curves.describe(curve))
-    curves.plot_curves(runs, args.out, args.title)
-    print(f"figure written to {args.out}")
     return 0
 
 
@@ -124,27 +104,6 @@ def _bench_parser(sub: Any) -> None:
 
 def register(sub: Any) -> None:
     _bench_parser(sub)
-
-    p = sub.add_parser("analyze", help="analyses of trained checkpoints (the paper's tables)")
-    analyses = p.add_subparsers(dest="analysis", required=True)
-    p = analyses.add_parser(
-        "updates", help="norm of the classifier update per test task (the paper's Table 3)"
-    )
-    p.add_argument("checkpoints", nargs="+", help="HyperMAML or MAML checkpoint folders")
-    p.add_argument("--maml-steps", type=step_count, help="MAML's test steps (default: its own)")
-    add_tasks_args(p)
-    add_json_arg(p)
-    add_data_args(p)
-    p.set_defaults(func=cmd_analyze_updates)
-    p = analyses.add_parser(
-        "curves", help="validation accuracy against epoch of runs; a stage started with --init "
-        "continues the epochs of the checkpoint it started from"
-    )  # fmt: skip
-    p.add_argument("runs", nargs="+", help="run folders, or checkpoint folders with metrics.csv")
-    p.add_argument("--out", required=True, help="image file to draw into (e.g. curves.png)")
-    p.add_argument("--labels", help="comma-separated legend labels, one per run")
-    p.add_argument("--title", default="")
-    p.set_defaults(func=cmd_analyze_curves)
 
     p = sub.add_parser("params", help="trained and exported parameter counts of (hyper) ResNets")
     p.add_argument("--archs", default="resnet18,resnet34,wrn_28_4,wrn_40_2,wrn_16_2,conv4")

@@ -43,6 +43,12 @@ DEFAULT_AUGMENT = {
     # page in black, so none by default.
     "omniglot": Augment(padding=0, flip=False),
     "cross_char": Augment(padding=0, flip=False),
+    # The training classes of the natural-image few-shot sets: CIFAR's pad-crop-flip at 32 px,
+    # and its analogue at 84 px (pad 8).
+    "fc100": Augment(padding=4, flip=True),
+    "cifar_fs": Augment(padding=4, flip=True),
+    "cub": Augment(padding=8, flip=True),
+    "mini_imagenet": Augment(padding=8, flip=True),
 }
 
 

@@ -167,16 +167,20 @@ def _labels(raw: object, where: str, fix: str) -> np.ndarray:
         raise DataError(f"{where}: the labels are not integers ({exc}); {fix}") from exc
 
 
-def load_cifar(root: Path, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def load_cifar(
+    root: Path, name: str, split: str | tuple[str, ...]
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(images uint8 [n, 3, 32, 32] RGB, labels int64 [n], class names) of ``split``.
 
-    ``name`` is "cifar10" or "cifar100" (fine labels); ``split`` is "train" or "test".
+    ``name`` is "cifar10" or "cifar100" (fine labels); ``split`` is "train" or "test", or a
+    tuple of them (their images one after the other, read in one pass over the archive).
     """
     remote, layout = ARCHIVES[name], LAYOUT[name]
     path = fetch(remote, root)
     fix = replace_hint(path, remote)
     meta_member, names_key = layout["meta"]
-    members = _read_members(path, [*layout[split], meta_member], fix)
+    batches = [m for s in ((split,) if isinstance(split, str) else split) for m in layout[s]]
+    members = _read_members(path, [*batches, meta_member], fix)
     meta_where = f"{path}:{meta_member}"
     raw_names = _field(read_batch(members[meta_member], meta_where), names_key, meta_where)
     class_names = _class_names(raw_names, meta_where, fix)
@@ -185,7 +189,7 @@ def load_cifar(root: Path, name: str, split: str) -> tuple[torch.Tensor, torch.T
             f"{path}: {len(class_names)} class names, expected {N_CLASSES[name]}; {fix}"
         )
     images, labels = [], []
-    for member in layout[split]:
+    for member in batches:
         where = f"{path}:{member}"
         batch = read_batch(members[member], where)
         data = np.asarray(_field(batch, "data", where))

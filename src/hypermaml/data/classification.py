@@ -8,11 +8,16 @@
 
 | omniglot      | 17 images / class      | the other 3 / class    | 1 x 28 x 28, gray | 4,112   |
 | cross_char    | 17 images / class      | the other 3 / class    | 1 x 28 x 28, gray | 1,597   |
+| cub           | all but 3 / class      | the last 3 / class     | 3 x 84 x 84, RGB  | 100     |
+| mini_imagenet | 597 images / class     | the last 3 / class     | 3 x 84 x 84, RGB  | 64      |
+| fc100         | 597 images / class     | the last 3 / class     | 3 x 32 x 32, RGB  | 60      |
+| cifar_fs      | 597 images / class     | the last 3 / class     | 3 x 32 x 32, RGB  | 64      |
 
-The last two are the *training classes* of the few-shot datasets of the same names (Vinyals
-train with rotations; every Omniglot character but the Latin alphabet), for
-pre-training an encoder before meta-training (the HyperResNets paper's MAML recipe); their test
-split holds other images of the same classes, never a validation or test class.
+The last six are the *training classes* of the few-shot datasets of the same names (Vinyals
+train with rotations; every Omniglot character but the Latin alphabet; the natural-image
+datasets' training splits), for pre-training an encoder before meta-training (the HyperResNets
+paper's MAML recipe, and the pre-trained start of the mini-ImageNet models); their test split
+holds other images of the same classes, never a validation or test class.
 CIFAR-100 uses its 100 fine labels. There is no validation split: the papers report test accuracy
 (the HyperResNets paper calls it "validation"); hold out part of train yourself if you need one.
 Images stay uint8 in memory; ``augment.batches`` converts them to float one batch at a time.
@@ -31,7 +36,9 @@ from .cifar import load_cifar
 from .fashion_mnist import load_fashion_mnist
 from .files import data_dir
 
-CLASSIFICATION_DATASETS = ("fashion_mnist", "cifar10", "cifar100", "omniglot", "cross_char")
+FEW_SHOT_TRAINING_CLASSES = ("omniglot", "cross_char", "cub", "mini_imagenet", "fc100", "cifar_fs")
+"""Few-shot datasets whose training classes can be classified (to pre-train an encoder)."""
+CLASSIFICATION_DATASETS = ("fashion_mnist", "cifar10", "cifar100", *FEW_SHOT_TRAINING_CLASSES)
 PRETRAIN_TEST_IMAGES = 3
 """Images per class held out as the test split of a few-shot dataset's training classes."""
 CLASSIFICATION_SPLITS = ("train", "test")
@@ -91,7 +98,7 @@ def load_classification(
     if split not in CLASSIFICATION_SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {list(CLASSIFICATION_SPLITS)}")
     root = data_dir(root)
-    if name in ("omniglot", "cross_char"):
+    if name in FEW_SHOT_TRAINING_CLASSES:
         images, labels, class_names = _training_classes(name, split, root)
     elif name == "fashion_mnist":
         images, labels, class_names = load_fashion_mnist(root, split)
@@ -103,12 +110,20 @@ def load_classification(
 def _training_classes(
     name: str, split: str, root: Path
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The few-shot training classes of ``name`` as a labelled set (see the table above)."""
+    """The few-shot training classes of ``name`` as a labelled set (see the table above): of
+    each class, all but its last ``PRETRAIN_TEST_IMAGES`` images for train, those for test."""
     from .datasets import load_split
 
     classes = load_split(name, "train", root)
-    images = classes.images  # [n_classes, n_per_class, C, H, W]
-    keep = classes.n_per_class - PRETRAIN_TEST_IMAGES
-    images = images[:, :keep] if split == "train" else images[:, keep:]
-    labels = torch.arange(classes.n_classes).repeat_interleave(images.shape[1])
-    return images.flatten(0, 1).contiguous(), labels, classes.class_names
+    counts = torch.tensor(classes.counts)
+    starts = classes.offsets[:-1]  # type: ignore[index]
+    if split == "train":
+        first, sizes = starts, (counts - PRETRAIN_TEST_IMAGES).clamp(min=0)
+    else:
+        first, sizes = (
+            starts + (counts - PRETRAIN_TEST_IMAGES).clamp(min=0),
+            counts.clamp(max=PRETRAIN_TEST_IMAGES),
+        )
+    rows = torch.cat([torch.arange(int(a), int(a) + int(n)) for a, n in zip(first, sizes)])
+    labels = torch.arange(classes.n_classes).repeat_interleave(sizes)
+    return classes.images[rows].contiguous(), labels, classes.class_names

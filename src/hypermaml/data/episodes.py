@@ -2,7 +2,9 @@
 
 Within a task, the support and query sets are ordered class-major (all images of label 0, then
 label 1, ...), and label ``c`` is given to the ``c``-th class drawn at random, so labels are a
-random re-mapping of the dataset's classes.
+random re-mapping of the dataset's classes. The K + Q images of a class are the first K + Q of
+``randperm(count of that class)``: classes may differ in size, and a dense set (every class the
+same size) gets exactly the tasks it got before classes could differ.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import DataError
-from .datasets import ClassImages
+from .class_images import ClassImages
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 """An augmentation of task images: (float images [..., C, H, W], the sampler's generator) ->
@@ -65,8 +67,10 @@ class TaskShape:
 class TaskBatch:
     """B tasks of N-way K-shot with Q queries per class.
 
-    support_x: float [B, N*K, C, H, W] in [0, 1]; support_y: long [B, N*K]
-    query_x:   float [B, N*Q, C, H, W] in [0, 1]; query_y:   long [B, N*Q]
+    support_x: float [B, N*K, C, H, W]; support_y: long [B, N*K]
+    query_x:   float [B, N*Q, C, H, W]; query_y:   long [B, N*Q]
+
+    Images are in [0, 1], or normalised per channel when the data has a ``normalisation``.
     """
 
     support_x: torch.Tensor
@@ -99,7 +103,8 @@ class TaskBatch:
 
 
 def check_episode_shape(data: ClassImages, shape: TaskShape) -> None:
-    """Raise a DataError when ``data`` cannot provide tasks of ``shape``."""
+    """Raise a DataError when ``data`` cannot provide tasks of ``shape`` (every class must hold
+    K + Q images: the smallest one decides)."""
     n_way, n_shot, n_query = shape.n_way, shape.n_shot, shape.n_query
     need = shape.images_per_class
     if n_way > data.n_classes:
@@ -108,10 +113,16 @@ def check_episode_shape(data: ClassImages, shape: TaskShape) -> None:
             f"{data.n_classes}; lower n_way to at most {data.n_classes}"
         )
     if need > data.n_per_class:
+        smallest = data.counts.index(data.n_per_class)
+        where = (
+            f"{data.name}/{data.split} has {data.n_per_class}"
+            if data.is_dense
+            else f"the smallest class of {data.name}/{data.split} "
+            f"({data.class_names[smallest]}) has {data.n_per_class}"
+        )
         raise DataError(
             f"{n_shot}-shot tasks with {n_query} queries need {need} images per class, "
-            f"but {data.name}/{data.split} has {data.n_per_class}; lower n_shot + n_query to at "
-            f"most {data.n_per_class}"
+            f"but {where}; lower n_shot + n_query to at most {data.n_per_class}"
         )
 
 
@@ -121,8 +132,9 @@ class EpisodeSampler:
     The tasks depend only on (data, shape, seed, augment): two samplers with the same arguments
     produce identical tasks, whatever model consumes them.
 
-    ``augment``: a function of (float images [B, N, K+Q, C, H, W], the sampler's generator)
-    returning images of the same shape, applied to every image of a task (training data only).
+    ``augment``: a function of (float images [B, N, K+Q, C, H, W] in [0, 1], the sampler's
+    generator) returning images of the same shape, applied to every image of a task (training
+    data only). The data's ``normalisation``, if any, is applied after it.
     """
 
     def __init__(
@@ -136,26 +148,37 @@ class EpisodeSampler:
         self.data, self.shape = data, shape
         self.generator = torch.Generator().manual_seed(seed)
         self.augment = augment
+        self._counts = data.counts
+        self._offsets = data.offsets
+        self._mean_std = None
+        if data.normalisation is not None:
+            mean, std = (torch.tensor(v, dtype=torch.float32)[:, None, None]
+                         for v in data.normalisation)  # fmt: skip
+            self._mean_std = (mean, std)  # [C, 1, 1] each
 
     def sample(self, n_tasks: int) -> TaskBatch:
-        """One batch of ``n_tasks`` tasks (float images in [0, 1])."""
+        """One batch of ``n_tasks`` tasks (float images; see ``TaskBatch``)."""
         n, k, q = self.shape.n_way, self.shape.n_shot, self.shape.n_query
-        images = self.data.images
-        g = self.generator
+        counts, g = self._counts, self.generator
         # one task at a time, so a task does not depend on how the tasks are batched
         classes, picks = [], []
         for _ in range(n_tasks):
-            classes.append(torch.randperm(self.data.n_classes, generator=g)[:n])
+            chosen = torch.randperm(self.data.n_classes, generator=g)[:n]
+            classes.append(chosen)
             picks.append(
                 torch.stack(
-                    [torch.randperm(self.data.n_per_class, generator=g)[: k + q] for _ in range(n)]
+                    [torch.randperm(counts[c], generator=g)[: k + q] for c in chosen.tolist()]
                 )
             )
         classes, picks = torch.stack(classes), torch.stack(picks)  # [B, N], [B, N, K+Q]
-        x = images[classes[:, :, None], picks]  # [B, N, K+Q, C, H, W]
+        index = self._offsets[classes][:, :, None] + picks  # rows of data.images
+        x = self.data.images[index]  # [B, N, K+Q, C, H, W]
         x = x.float().div_(255.0)
         if self.augment is not None:
             x = self.augment(x, g)
+        if self._mean_std is not None:
+            mean, std = self._mean_std
+            x = (x - mean) / std
         shape = x.shape[3:]
         support_x = x[:, :, :k].reshape(n_tasks, n * k, *shape)
         query_x = x[:, :, k:].reshape(n_tasks, n * q, *shape)

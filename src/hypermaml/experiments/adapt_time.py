@@ -162,7 +162,7 @@ def run_adapt_bench(
             ):
                 raise ConfigError("--maml and --hypermaml were trained on different tasks")
             data_cfg = dc
-    data = load_split(data_cfg.dataset, split, data_root)
+    data = load_split(data_cfg.dataset, split, data_root, **data_cfg.load_options())
     rows = adapt_benchmark(models.get("maml"), models.get("hypermaml"), data,
                            data_cfg.test_shape, steps, n_tasks, seed, repeats, log)  # fmt: skip
     if log:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..config import (
+from ..config import (  # FolderConfig: the inherited field's annotation, for the API reference
     DataConfig,
     ExperimentConfig,
+    FolderConfig,  # noqa: F401
     HyperMAMLConfig,
     MAMLConfig,
     MethodConfig,

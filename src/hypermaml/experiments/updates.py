@@ -99,7 +99,7 @@ def analyze_updates(
             if maml_steps is not None:
                 method.cfg = replace(method.cfg, inner_steps_test=maml_steps)
             steps = method.eval().steps
-        data = load_split(dc.dataset, split, data_root)
+        data = load_split(dc.dataset, split, data_root, **dc.load_options())
         norms = update_norms(method, data, dc.test_shape, n_tasks, seed)
         name = ckpt.meta["method"]
         if log:

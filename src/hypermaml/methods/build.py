@@ -15,7 +15,9 @@ def build_method(cfg: ExperimentConfig, image_shape: tuple[int, int, int] | None
     """The method ``cfg`` describes, with freshly initialised weights, for images of
     ``image_shape`` (C, H, W; default: those of ``cfg.data.dataset``)."""
     n_way, method = cfg.data.n_way, cfg.method
-    shape = tuple(image_shape) if image_shape is not None else dataset_image_shape(cfg.data.dataset)
+    if image_shape is None:
+        image_shape = dataset_image_shape(cfg.data.dataset, cfg.data.load_options()["folder"])
+    shape = tuple(image_shape)
     bn_steps = 1
     if isinstance(method, MAMLConfig):  # one BatchNorm set per inner step and one for the query
         bn_steps = max(method.inner_steps, method.inner_steps_test or 0) + 1

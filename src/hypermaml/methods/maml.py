@@ -69,10 +69,12 @@ class MAML(Method):
         return embeddings + head
 
     def batching(self, device: torch.device) -> str:
-        """``loop`` or ``vmap``: the configured choice, or for ``auto`` the faster on ``device``."""
+        """``loop`` or ``vmap``: the configured choice, or for ``auto`` the faster on ``device``
+        (``vmap`` on CUDA, when the encoder computes each task alone: not with running
+        BatchNorm statistics, which ``vmap`` cannot update per task)."""
         if self.cfg.batching != "auto":
             return self.cfg.batching
-        return "vmap" if device.type == "cuda" else "loop"
+        return "vmap" if device.type == "cuda" and self.tasks_are_independent() else "loop"
 
     def _inner_loop(self, support_x: torch.Tensor, support_y: torch.Tensor, grad_fn) -> TaskParams:
         """k steps on one task (support_x [N*K, C, H, W]); ``grad_fn(loss_fn, params)`` gives

@@ -9,7 +9,10 @@ Families (any image size and channel count; global average pool before the class
   16k, 32k, 64k (1x1 conv shortcuts, no BN, where the shape changes), no dropout, final BN-ReLU.
 - ``resnet12``: the few-shot ResNet-12: four blocks of 3 x [3x3 conv, BN, LeakyReLU 0.1] (the
   third LeakyReLU after the residual sum) with a 1x1 conv + BN shortcut, then a 2x2 max-pool;
-  widths 64-160-320-640; ``out_dim`` = 640.
+  widths 64-160-320-640; ``out_dim`` = 640. With ``drop_rate`` > 0, FEAT's regularisation in
+  training: dropout after blocks 1-2 and DropBlock (``dropblock.py``) after blocks 3-4.
+- ``resnet10`` (``resnet10.py``): CloserLook's ResNet-10, the BasicBlocks below behind a 7x7/2
+  stem and a 3x3/2 max-pool.
 
 ``hyper`` (``models/hyperconv.py``): ``"none"`` plain; ``"stage"`` (variant 1) one HyperNetwork
 per stage, shared by the stage's stride-1 3x3 convs whose C_in is the stage width; ``"layer"``
@@ -32,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbones import wrn_problem
 from .config import HyperMode
+from .dropblock import DropBlock
 from .hyperconv import HyperConv2d, HyperNetwork
 
 HYPER_MODES = ("none", "stage", "layer")
@@ -119,6 +124,23 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+def basic_stages(
+    convs: ConvFactory, blocks: Sequence[int], c_in: int, base_width: int
+) -> tuple[nn.Sequential, int]:
+    """Stages of ``blocks[i]`` BasicBlocks of width ``base_width`` x 2^i, each stage after the
+    first halving the resolution in its first block; returns (stages, their output width)."""
+    stages = []
+    for i, n in enumerate(blocks):
+        width = base_width * 2**i
+        strides = [1 if i == 0 else 2] + [1] * (n - 1)
+        stages.append(nn.Sequential(*(
+            BasicBlock(convs, c_in if j == 0 else width, width, s, i + 1)
+            for j, s in enumerate(strides)
+        )))  # fmt: skip
+        c_in = width
+    return nn.Sequential(*stages), c_in
+
+
 class CifarResNet(ResidualNetwork):
     """ResNet-18/34 of the cutout code; widths ``base_width`` x (1, 2, 4, 8)."""
 
@@ -140,17 +162,8 @@ class CifarResNet(ResidualNetwork):
         convs = ConvFactory(hyper, hyper_bias, frozen_seed)
         self.stem = convs.plain(in_channels, base_width, 3)
         self.bn = nn.BatchNorm2d(base_width)
-        stages, c_in = [], base_width
-        for i, n in enumerate(blocks):
-            width = base_width * 2**i
-            strides = [1 if i == 0 else 2] + [1] * (n - 1)
-            stages.append(nn.Sequential(*(
-                BasicBlock(convs, c_in if j == 0 else width, width, s, i + 1)
-                for j, s in enumerate(strides)
-            )))  # fmt: skip
-            c_in = width
-        self.stages = nn.Sequential(*stages)
-        self._finish(convs, c_in, num_classes)
+        self.stages, c_out = basic_stages(convs, blocks, base_width, base_width)
+        self._finish(convs, c_out, num_classes)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(F.relu(self.bn(self.stem(x))))
@@ -189,11 +202,8 @@ class WideResNet(ResidualNetwork):
         frozen_seed: int | None = None,
     ) -> None:
         super().__init__()
-        if depth < 10 or (depth - 4) % 6 != 0 or widen_factor < 1:
-            raise ValueError(
-                f"WRN-{depth}-{widen_factor} does not exist: depth must be 6n + 4 with n >= 1"
-                " (10, 16, 22, 28, 40, ...) and the widen factor a positive integer"
-            )
+        if problem := wrn_problem(depth, widen_factor):
+            raise ValueError(problem)
         self.build_args = dict(
             depth=depth, widen_factor=widen_factor, in_channels=in_channels,
             num_classes=num_classes, hyper=hyper, hyper_bias=hyper_bias, frozen_seed=frozen_seed,
@@ -219,9 +229,17 @@ class WideResNet(ResidualNetwork):
 
 
 class ResNet12Block(nn.Module):
-    """3 x [3x3 conv, BN, LeakyReLU 0.1] (the last activation after the sum), then max-pool 2."""
+    """3 x [3x3 conv, BN, LeakyReLU 0.1] (the last activation after the sum), then max-pool 2,
+    then ``drop`` (dropout or DropBlock in training) if given."""
 
-    def __init__(self, convs: ConvFactory, c_in: int, c_out: int, stage: int) -> None:
+    def __init__(
+        self,
+        convs: ConvFactory,
+        c_in: int,
+        c_out: int,
+        stage: int,
+        drop: DropBlock | None = None,
+    ) -> None:
         super().__init__()
         self.conv1 = convs.conv3x3(c_in, c_out, 1, stage, c_out)
         self.bn1 = nn.BatchNorm2d(c_out)
@@ -230,16 +248,20 @@ class ResNet12Block(nn.Module):
         self.conv3 = convs.conv3x3(c_out, c_out, 1, stage, c_out)
         self.bn3 = nn.BatchNorm2d(c_out)
         self.shortcut = nn.Sequential(convs.plain(c_in, c_out, 1), nn.BatchNorm2d(c_out))
+        self.drop = drop
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.leaky_relu(self.bn1(self.conv1(x)), 0.1)
         out = F.leaky_relu(self.bn2(self.conv2(out)), 0.1)
         out = F.leaky_relu(self.bn3(self.conv3(out)) + self.shortcut(x), 0.1)
-        return F.max_pool2d(out, 2)
+        out = F.max_pool2d(out, 2)
+        return out if self.drop is None else self.drop(out)
 
 
 class ResNet12(ResidualNetwork):
-    """The few-shot ResNet-12; each block is a stage. A 84x84 image ends as 5x5 before pooling."""
+    """The few-shot ResNet-12; each block is a stage. A 84x84 image ends as 5x5 before pooling
+    (images need 16 pixels a side: four 2x2 max-pools). ``drop_rate`` > 0: dropout after the
+    first half of the blocks, DropBlock of ``drop_block_size`` after the others (FEAT: 0.1, 5)."""
 
     def __init__(
         self,
@@ -249,16 +271,26 @@ class ResNet12(ResidualNetwork):
         hyper: HyperMode = "none",
         hyper_bias: bool = False,
         frozen_seed: int | None = None,
+        drop_rate: float = 0.0,
+        drop_block_size: int = 5,
     ) -> None:
         super().__init__()
         self.build_args = dict(
             in_channels=in_channels, num_classes=num_classes, widths=tuple(widths), hyper=hyper,
-            hyper_bias=hyper_bias, frozen_seed=frozen_seed,
+            hyper_bias=hyper_bias, frozen_seed=frozen_seed, drop_rate=drop_rate,
+            drop_block_size=drop_block_size,
         )  # fmt: skip
         convs = ConvFactory(hyper, hyper_bias, frozen_seed)
         c_ins = [in_channels, *widths[:-1]]
+        half = len(widths) // 2
+
+        def drop(i: int) -> DropBlock | None:
+            if drop_rate == 0:
+                return None
+            return DropBlock(drop_rate, 1 if i < half else drop_block_size)
+
         self.stages = nn.Sequential(*(
-            ResNet12Block(convs, c_in, width, i + 1)
+            ResNet12Block(convs, c_in, width, i + 1, drop(i))
             for i, (c_in, width) in enumerate(zip(c_ins, widths))
         ))  # fmt: skip
         self._finish(convs, widths[-1], num_classes)

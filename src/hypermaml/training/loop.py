@@ -21,6 +21,7 @@ from ..engine.device import pick_device
 from ..engine.parallel import TaskParallel
 from ..errors import TrainingError
 from ..evaluation import evaluate
+from ..extras import require
 from ..methods import Method, build_method, load_weights, save_method
 from ..runs import RunFolder, restore_training_state, training_state
 from ..runs.logs import FIELDS
@@ -61,13 +62,19 @@ class TrainResult:
 
 def training_sampler(cfg: ExperimentConfig, data: ClassImages) -> EpisodeSampler:
     """The sampler of the training tasks: the run's seed, and its augmentations if any (the
-    framing, then the stroke width, so that stroke widths are pixels of the framed image)."""
+    framing, then the stroke width, so that stroke widths are pixels of the framed image; the
+    photo augmentation of natural images)."""
     dc = cfg.data
     augments: list[Augmentation] = []
     if dc.train_zoom != 1:
         augments.append(FrameAugment(dc.train_zoom))
     if dc.train_stroke != 0:
         augments.append(StrokeAugment(dc.train_stroke))
+    if dc.train_aug:
+        require("kornia", "data.train_aug (the augmentation of natural images)")
+        from ..data.photo_augment import PhotoAugment
+
+        augments.append(PhotoAugment(size=data.image_shape[1]))
     return EpisodeSampler(data, dc.train_shape, seed=cfg.train.seed, augment=chain(augments))
 
 
@@ -105,8 +112,8 @@ def _train(
 ) -> TrainResult:
     tc, dc = cfg.train, cfg.data
     device = pick_device(tc.device)
-    train_data = load_split(dc.dataset, "train", data_root)
-    val_data = load_split(dc.dataset, "val", data_root)
+    train_data = load_split(dc.dataset, "train", data_root, **dc.load_options())
+    val_data = load_split(dc.dataset, "val", data_root, **dc.load_options())
     image_shape = train_data.image_shape
     sampler = training_sampler(cfg, train_data)
     EpisodeSampler(val_data, dc.test_shape)  # fail early on bad N/K/Q

@@ -25,7 +25,7 @@ def load_pretrained_encoder(method: Method, path: str | Path, model: ModelConfig
     config (the same architecture and hyper mode)."""
     ckpt = load_classifier(path)
     arch, hyper = ckpt.config.model.arch, ckpt.config.model.hyper
-    if (arch, hyper) != (model.backbone, model.hyper):
+    if (_name(arch), hyper) != (_name(model.backbone), model.hyper):
         raise CheckpointError(
             f"{path} is a {arch} (hyper {hyper}) classifier; this config's encoder is "
             f"{model.backbone} (hyper {model.hyper}): pre-train the same network"
@@ -34,3 +34,9 @@ def load_pretrained_encoder(method: Method, path: str | Path, model: ModelConfig
         return method.encoder.load_network(ckpt.network.state_dict())
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
+
+
+def _name(network: str) -> str:
+    """A network's name as compared: ``WRN-16-4`` is ``wrn_16_4``; ``resnet12_dropblock`` is
+    ``resnet12`` (DropBlock holds no weights)."""
+    return network.lower().replace("-", "_").removesuffix("_dropblock")
