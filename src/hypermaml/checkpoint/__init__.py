@@ -8,6 +8,7 @@ from .format import (
     META,
     WEIGHTS,
     Kind,
+    check_replaceable,
     checkpoint_kind,
     init_lineage,
     is_complete,
@@ -24,7 +25,8 @@ from .format import (
 )
 
 __all__ = [
-    "CLASSIFIER", "FORMAT", "FORMAT_VERSION", "META", "WEIGHTS", "Kind", "checkpoint_kind",
+    "CLASSIFIER", "FORMAT", "FORMAT_VERSION", "META", "WEIGHTS", "Kind", "check_replaceable",
+    "checkpoint_kind",
     "init_lineage", "is_complete", "kind", "latest_complete", "leftovers", "library_versions",
     "load_train_state", "load_weights_into", "read_meta", "read_weights", "stored_config",
     "write_checkpoint",

@@ -33,7 +33,7 @@ import torch
 
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError
-from ..outputs import fsync_dir, unique_suffix, write_bytes_durable
+from ..outputs import OutputError, fsync_dir, unique_suffix, write_bytes_durable
 from . import state as state_codec
 
 FORMAT = "hypermaml-checkpoint"
@@ -306,6 +306,28 @@ def leftovers(folder: Path, name: str) -> list[Path]:
 def _epoch(path: Path) -> int:
     epoch = _parse_meta(path).get("epoch")
     return epoch if isinstance(epoch, int) else -1
+
+
+def check_replaceable(out: Path, force: bool, made_by: str, what: str) -> None:
+    """Refuse a checkpoint destination ``out`` that would replace anything but an earlier
+    ``what`` (a checkpoint whose ``checkpoint.json`` has the key ``made_by``), and that only
+    with ``force``: a run folder, another checkpoint, a folder of other files, a file."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    earlier = False
+    if out.is_dir() and (out / META).is_file():
+        try:
+            earlier = made_by in json.loads((out / META).read_text())
+        except (OSError, ValueError):
+            earlier = False
+    if earlier and force:
+        return
+    if earlier:
+        raise OutputError(f"{out} holds an earlier {what}; pass --force to replace it")
+    raise OutputError(
+        f"{out} exists and is not an earlier {what}; the {what} writes a new checkpoint folder "
+        f"and never replaces anything else: choose another --out"
+    )
 
 
 def init_lineage(path: str | Path) -> dict[str, Any]:

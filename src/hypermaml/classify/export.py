@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import META, write_checkpoint
+from ..checkpoint import check_replaceable, write_checkpoint
 from ..data.classification import load_classification
 from ..models.export import count_parameters, to_plain
-from ..outputs import OutputError
 from .checkpoint import load_classifier
 
 
@@ -25,27 +23,6 @@ class ExportReport:
     compared: int
 
 
-def check_export_target(out: Path, force: bool) -> None:
-    """Refuse an ``--out`` that would replace anything but an earlier export (and that only
-    with ``force``): a run folder, another checkpoint, a folder of other files, a file."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return
-    if out.is_dir() and (out / META).is_file():
-        try:
-            exported = "exported_from" in json.loads((out / META).read_text())
-        except (OSError, ValueError):
-            exported = False
-        if exported and force:
-            return
-        if exported:
-            raise OutputError(f"{out} holds an earlier export; pass --force to replace it")
-    what = "a file" if not out.is_dir() else "a folder that is not an earlier export"
-    raise OutputError(
-        f"{out} exists and is {what}; export writes a new checkpoint folder and never replaces "
-        f"anything else: choose another --out"
-    )
-
-
 @torch.no_grad()
 def export_checkpoint(
     path: str | Path,
@@ -57,7 +34,7 @@ def export_checkpoint(
     """Write the plain network of a HyperResNet checkpoint to ``out``; report the parameter
     counts and the largest logit difference between the two on ``compare`` test images.
     ``out`` must be new (or empty), or an earlier export when ``force``."""
-    check_export_target(Path(out), force)
+    check_replaceable(Path(out), force, "exported_from", "export")
     ckpt = load_classifier(path)
     cfg, meta = ckpt.config, ckpt.meta
     plain = to_plain(ckpt.network).eval()

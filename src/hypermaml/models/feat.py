@@ -39,7 +39,6 @@ The same weights also fit ``conv4pool`` (Conv4 with an average pool) and ``resne
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,9 +46,8 @@ from typing import Any, Protocol
 
 import torch
 
-from ..checkpoint import CLASSIFIER, META, write_checkpoint
+from ..checkpoint import CLASSIFIER, check_replaceable, write_checkpoint
 from ..errors import CheckpointError
-from ..outputs import OutputError
 from .build import build_network
 from .config import NetworkConfig
 from .export import count_parameters
@@ -295,27 +293,6 @@ def feat_checkpoint_meta(
                               "pretrained_classes": TRAINING_CLASSES}}  # fmt: skip
 
 
-def check_import_target(out: Path, force: bool) -> None:
-    """Refuse an ``out`` that would replace anything but an earlier import (and that only with
-    ``force``): a run folder, another checkpoint, a folder of other files, a file."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return
-    imported = False
-    if out.is_dir() and (out / META).is_file():
-        try:
-            imported = "imported_from" in json.loads((out / META).read_text())
-        except (OSError, ValueError):
-            imported = False
-    if imported and force:
-        return
-    if imported:
-        raise OutputError(f"{out} holds an earlier import; pass --force to replace it")
-    raise OutputError(
-        f"{out} exists and is not an earlier import; the import writes a new checkpoint folder "
-        f"and never replaces anything else: choose another --out"
-    )
-
-
 def write_feat_checkpoint(
     file: str | Path, arch: str, out: str | Path, config: ClassifierConfig, force: bool = False
 ) -> FeatImport:
@@ -324,7 +301,7 @@ def write_feat_checkpoint(
     --init OUT`` starts a method's encoder from. ``config``: the complete ``ClassifyConfig`` to
     store (model.arch ``arch``, plain; data.dataset ``mini_imagenet``). The network has no
     head: FEAT's is dropped."""
-    check_import_target(Path(out), force)
+    check_replaceable(Path(out), force, "imported_from", "import")
     model = config.model
     if (model.arch, model.hyper) != (arch, "none"):
         raise CheckpointError(
