@@ -74,3 +74,11 @@ def offline(monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     return calls
+
+
+@pytest.fixture
+def cache_folder(monkeypatch, tmp_path) -> Path:
+    """A fresh, empty ``$HYPERMAML_CACHE`` for the test."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("HYPERMAML_CACHE", str(folder))
+    return folder

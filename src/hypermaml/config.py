@@ -124,11 +124,10 @@ class DataConfig:
         """The keywords of ``data.load_split`` this config sets."""
         folder = None
         if self.dataset == "folder":
-            f = self.folder
-            if f.root is None:
+            if self.folder.root is None:
                 raise ConfigError("data.dataset=folder needs data.folder.root: the class folders")
-            folder = FolderSpec(f.root, f.split_file, tuple(f.fractions), f.seed, f.size,
-                                f.channels, f.resize_ratio, self.skip_bad_images)  # fmt: skip
+            folder = FolderSpec(**dataclasses.asdict(self.folder),
+                                skip_bad_images=self.skip_bad_images)  # fmt: skip
         return {"folder": folder, "source": self.source, "skip_bad_images": self.skip_bad_images}
 
     @property

@@ -42,13 +42,6 @@ def tiny_omniglot(monkeypatch):
 
 
 @pytest.fixture
-def cache_folder(monkeypatch, tmp_path) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("HYPERMAML_CACHE", str(folder))
-    return folder
-
-
-@pytest.fixture
 def decodes(monkeypatch) -> list[Path]:
     """The sources each Omniglot decoding (a cache miss) read, one entry per decoding."""
     calls: list[Path] = []

@@ -42,13 +42,6 @@ def make_source(root: Path, classes: int = 3, per_class: int = 4) -> ImageFolder
 
 
 @pytest.fixture
-def cache_folder(monkeypatch, tmp_path) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("HYPERMAML_CACHE", str(folder))
-    return folder
-
-
-@pytest.fixture
 def decodes(monkeypatch) -> list[int]:
     """The number of images of each decoding (a cache miss)."""
     calls: list[int] = []

@@ -21,6 +21,7 @@ from .format import (
     read_meta,
     read_weights,
     stored_config,
+    stored_format,
     write_checkpoint,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "checkpoint_kind",
     "init_lineage", "is_complete", "kind", "latest_complete", "leftovers", "library_versions",
     "load_train_state", "load_weights_into", "read_meta", "read_weights", "stored_config",
+    "stored_format",
     "write_checkpoint",
 ]  # fmt: skip

@@ -193,6 +193,14 @@ def _parse_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def stored_format(path: Path) -> int | None:
+    """The format version of the checkpoint folder ``path``, or None when it holds none."""
+    try:
+        return _parse_meta(path).get("format_version", 0)
+    except CheckpointError:
+        return None
+
+
 def read_meta(
     path: str | Path, expect: Kind | None = None, migrated: bool = True
 ) -> tuple[Path, dict[str, Any]]:

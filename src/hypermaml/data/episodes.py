@@ -178,7 +178,7 @@ class EpisodeSampler:
             x = self.augment(x, g)
         if self._mean_std is not None:
             mean, std = self._mean_std
-            x = (x - mean) / std
+            x = x.sub_(mean).div_(std)  # x is this batch's own copy
         shape = x.shape[3:]
         support_x = x[:, :, :k].reshape(n_tasks, n * k, *shape)
         query_x = x[:, :, k:].reshape(n_tasks, n * q, *shape)

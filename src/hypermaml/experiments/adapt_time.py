@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -69,7 +69,7 @@ def adapt_benchmark(
     rows = []
     for name, k, method in cases:
         if k is not None:
-            method.cfg = replace(base, inner_steps_test=k)
+            method.set_test_steps(k)
         # an untimed warm-up on a few other tasks picks the kernels for these shapes
         evaluate(method, data, shape, min(n_tasks, 16), seed + 1)
         runs = [evaluate(method, data, shape, n_tasks, seed) for _ in range(repeats)]

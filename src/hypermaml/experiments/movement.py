@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -268,8 +268,7 @@ def checkpoint_movement(
             f"{path} holds a {ckpt.meta['method']} model; the inner-loop movement is MAML's: "
             f"pass MAML checkpoints (plain or over a hyper backbone)"
         )
-    if maml_steps is not None:
-        method.cfg = replace(method.cfg, inner_steps_test=maml_steps)
+    method.set_test_steps(maml_steps)
     started = time.perf_counter()
     data = load_split(dc.dataset, split, data_root, **dc.load_options())
     layers = inner_loop_movement(method, data, dc.test_shape, n_tasks, seed)

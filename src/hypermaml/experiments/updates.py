@@ -9,7 +9,7 @@ tasks are those of ``evaluate`` with the same seed, so the norms belong to the s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -96,8 +96,7 @@ def analyze_updates(
         method, dc = ckpt.method, ckpt.config.data
         steps = None
         if isinstance(method, MAML):  # the steps adaptation takes at test time
-            if maml_steps is not None:
-                method.cfg = replace(method.cfg, inner_steps_test=maml_steps)
+            method.set_test_steps(maml_steps)
             steps = method.eval().steps
         data = load_split(dc.dataset, split, data_root, **dc.load_options())
         norms = update_norms(method, data, dc.test_shape, n_tasks, seed)

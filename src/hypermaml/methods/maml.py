@@ -10,6 +10,7 @@ duration of a call: any registered encoder works, in task threads too.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import torch
@@ -45,6 +46,11 @@ class MAML(Method):
         h = self.encoder(x, step, inner)
         weight = params.get("head.weight", self.head.weight)
         return F.linear(h, weight, params.get("head.bias", self.head.bias))
+
+    def set_test_steps(self, steps: int | None) -> None:
+        """Adapt with ``steps`` inner steps at test time (None: keep the configured count)."""
+        if steps is not None:
+            self.cfg = replace(self.cfg, inner_steps_test=steps)
 
     @property
     def steps(self) -> int:

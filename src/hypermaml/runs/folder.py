@@ -14,7 +14,6 @@ its config, but for the fields that may change between sessions (its length, the
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from ..checkpoint import (
     load_train_state,
     read_meta,
     stored_config,
+    stored_format,
 )
 from ..errors import CheckpointError, TrainingError
 from ..outputs import claim_folder, locked
@@ -53,7 +53,7 @@ def run_checkpoint(path: str | Path) -> Path | None:
     found = latest_complete(path, "last", train_state=True)
     partial = [p for p in leftovers(path, "last") if ".tmp" not in p.name]
     if found is None and partial:
-        if any(_older_format(p) for p in partial):
+        if any((stored_format(p) or FORMAT_VERSION) < FORMAT_VERSION for p in partial):
             raise CheckpointError(
                 f"{path} holds a run written in an older checkpoint format; migrate it once "
                 f"with `hypermaml upgrade {path}`, then resume"
@@ -64,13 +64,6 @@ def run_checkpoint(path: str | Path) -> Path | None:
             f"it cannot be resumed. Move the folder away to start the run again"
         )
     return found
-
-
-def _older_format(path: Path) -> bool:
-    try:
-        return json.loads((path / META).read_text()).get("format_version", 0) < FORMAT_VERSION
-    except (OSError, ValueError, AttributeError, TypeError):
-        return False
 
 
 def _holds_checkpoints(path: Path) -> bool:
