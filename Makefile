@@ -8,7 +8,8 @@ TORCH  ?= torch==2.13.0
 HYPERMAML_DATA ?= $(abspath ../shared/data)
 export HYPERMAML_DATA
 
-.PHONY: demo test test-fast test-shipped docs lint install clean fmnist-grid ablation hyper-maml
+.PHONY: demo test test-fast test-shipped docs lint install clean fmnist-grid ablation hyper-maml \
+	natural-images
 
 $(BIN)/hypermaml: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,6 +85,24 @@ $(eval $(call from_pretrained,cross_char_1s_maml_pretrained,cross_char_conv4_pla
 $(eval $(call from_pretrained,cross_char_1s_maml_hyperconv4,cross_char_conv4_hyper1))
 $(eval $(call from_pretrained,omniglot_5w1s_maml_pretrained,omniglot_conv4_plain))
 $(eval $(call from_pretrained,omniglot_5w1s_maml_hyperconv4,omniglot_conv4_hyper1))
+
+# Every natural-image row of the papers (HyperMAML Tables 1, 2 and 7; HyperResNets Tables 7 and
+# 8): pre-training where a row starts from it, meta-training, then the test score of its best
+# checkpoint. Needs the images (docs/data.md) and, at the papers' budgets, a GPU; one row is
+# `make runs/cub_1s_hypermaml/test_seed0.json`.
+NATURAL := $(patsubst configs/%.yaml,runs/%/test_seed0.json,$(wildcard \
+	configs/cub_*.yaml configs/mini_imagenet_*.yaml configs/mini_to_cub_*.yaml \
+	configs/fc100_to_mini_*.yaml))
+natural-images: $(NATURAL)
+	@for f in $(NATURAL); do echo "$$f: $$(cat $$f | tr -d '\n' | cut -c1-160)"; done
+$(foreach s,1s 5s,$(foreach m,hypermaml maml,\
+	$(eval $(call from_pretrained,mini_imagenet_$(s)_$(m),mini_imagenet_conv4pool_plain))))
+$(foreach s,1s 5s,$(foreach m,hypermaml_resnet12 maml_resnet12 maml_resnet12_plain,\
+	$(eval $(call from_pretrained,mini_imagenet_$(s)_$(m),mini_imagenet_resnet12_plain))))
+$(foreach s,1s 5s,\
+	$(eval $(call from_pretrained,mini_imagenet_$(s)_maml_resnet12_hyper1,mini_imagenet_resnet12_hyper1)))
+$(foreach s,1s 5s,$(foreach n,wrn_16_4 wrn_28_4,$(foreach h,plain hyper1,\
+	$(eval $(call from_pretrained,fc100_to_mini_$(s)_maml_$(n)_$(h),fc100_$(n)_$(h))))))
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -163,6 +163,36 @@ def test_bench_adapt_needs_a_checkpoint(capsys):
     assert "--maml" in capsys.readouterr().err
 
 
+def test_bench_adapt_times_untrained_methods_built_from_configs(tmp_path, capsys):
+    """The paper's Table 8 without data: the mini-ImageNet configs' methods at 84x84, timed on
+    synthetic tasks, the published seconds alongside, no accuracy claimed."""
+    out = tmp_path / "adapt.json"
+    code = main(["bench", "adapt", "--untrained", "--maml", "mini_imagenet_1s_maml",
+                 "--hypermaml", "mini_imagenet_1s_hypermaml", "--steps", "0,2", "--tasks", "3",
+                 "--threads", "1", "--json", str(out)])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["untrained"] and report["split"] == "synthetic"
+    rows = [(r["method"], r["steps"]) for r in report["rows"]]
+    assert rows == [("maml", 0), ("maml", 2), ("hypermaml", None)]
+    assert all(r["seconds"] > 0 and r["accuracy"] is None for r in report["rows"])
+    printed = capsys.readouterr().out
+    assert "untrained" in printed and "10.5 / 48.71" in printed and "11.11 / 53.41" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--maml", "mini_imagenet_1s_hypermaml"], "trains hypermaml, not maml"),
+        (["--maml", "mini_imagenet_1s_maml", "--plot", "x.png"], "needs trained checkpoints"),
+        (["--hypermaml", "no_such_config"], "neither a file nor a shipped config"),
+    ],
+)
+def test_bench_adapt_untrained_refuses_what_it_cannot_time(args, message, capsys):
+    assert main(["bench", "adapt", "--untrained", *args, "--tasks", "1"]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_params_prints_the_paper_counts(capsys):
     code = main(["params", "--archs", "resnet18,wrn_28_4", "--hyper", "none,stage,layer",
                  "--compressed"])  # fmt: skip

@@ -196,6 +196,11 @@ class TrainConfig:
     """Tasks per epoch (an "episode" is one task)."""
     meta_batch: int = count(4)
     """Tasks per outer optimisation step."""
+    tasks_per_pass: int | None = count(None)
+    """Tasks of one forward and backward pass: each task worker accumulates the meta-gradient of
+    its share of the meta-batch pass by pass, so at most workers * tasks_per_pass tasks'
+    activations are held at once (the same gradient up to float rounding). None: a worker's
+    whole share at once (fastest; 84x84 images may want 1)."""
     lr: float = positive(1e-3)
     milestones: list[int] = bounded([], low=1)
     """Epochs after which the learning rate is multiplied by ``gamma``."""

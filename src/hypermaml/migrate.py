@@ -50,6 +50,7 @@ ADDED_FIELDS: dict[int, dict[str, dict[str, Any]]] = {
                      "data.folder": asdict(FolderConfig())},
         "classifier": {},
     },
+    3: {"few_shot": {"train.tasks_per_pass": None}, "classifier": {}},
 }  # fmt: skip
 """Format N -> the fields added while it was current, each with the value that reproduces how
 its checkpoints were trained (filled when a checkpoint of format N or older is upgraded)."""

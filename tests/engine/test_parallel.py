@@ -28,11 +28,11 @@ CASES = [
 ]
 
 
-def _step_grads(method, batch, parallel) -> dict[str, torch.Tensor]:
+def _step_grads(method, batch, parallel, tasks_per_pass=None) -> dict[str, torch.Tensor]:
     """Gradients a meta_step applied (SGD with lr 1 and no momentum: weight change = -grad)."""
     before = {n: p.detach().clone() for n, p in method.named_parameters()}
     optimizer = torch.optim.SGD(method.parameters(), lr=1.0)
-    meta_step(method, optimizer, batch, parallel)
+    meta_step(method, optimizer, batch, parallel, tasks_per_pass)
     return {n: before[n] - p.detach() for n, p in method.named_parameters()}
 
 
@@ -45,6 +45,23 @@ def test_parallel_meta_step_equals_serial(kind, cfg):
     assert any(g.abs().max() > 0 for g in serial.values())
     for name, grad in serial.items():
         torch.testing.assert_close(parallel[name], grad, rtol=1e-5, atol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize(("kind", "cfg"), CASES)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_passes_of_one_task_give_the_whole_batch_gradient(kind, cfg, workers):
+    """``tasks_per_pass=1``: every task its own forward and backward pass, gradients summed."""
+    batch = random_batch()  # 3 tasks
+    whole = _step_grads(build(kind, **cfg), batch, None)
+    method, sizes = build(kind, **cfg), []
+    meta_loss = method.meta_loss
+    method.meta_loss = lambda part: (sizes.append(part.n_tasks), meta_loss(part))[1]
+    with TaskParallel(workers) as pool:
+        passes = _step_grads(method, batch, pool, tasks_per_pass=1)
+    assert sorted(sizes) == [1, 1, 1]
+    assert any(g.abs().max() > 0 for g in whole.values())
+    for name, grad in whole.items():
+        torch.testing.assert_close(passes[name], grad, rtol=1e-5, atol=1e-8, msg=name)
 
 
 def test_parallel_evaluation_gives_the_serial_accuracies(tiny_images):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from hypermaml.cli import main
 from hypermaml.experiments.floor import conv4_layer_flops, floor_seconds, task_flops
@@ -85,3 +86,37 @@ def test_bench_pins_the_kernels_in_its_fresh_processes():
     assert not kernels.is_deterministic()
     in_process = speed.measure(speed.select_cases("protonet")[0], settings, "eval")
     assert in_process["extra"]["deterministic"] and not kernels.is_deterministic()
+
+
+def test_bench_times_natural_image_encoders(tmp_path):
+    """--dataset mini_imagenet: 3-channel images; the floor is counted for Conv4 and Conv4Pool
+    only (the other encoders' convolutions are not modelled)."""
+    out = tmp_path / "bench.json"
+    for backbone, floor in (("conv4pool", True), ("resnet12", False)):
+        assert main(["bench", "--dataset", "mini_imagenet", "--backbone", backbone,
+                     "--n-classes", "6", "--image-size", "16", "--methods", "hypermaml",
+                     "--phases", "eval", "--eval-tasks", "2", "--eval-batch", "2",
+                     "--threads", "1", "--in-process", "--json", str(out)]) == 0  # fmt: skip
+        report = json.loads(out.read_text())
+        (row,) = report["rows"]
+        assert row["extra"]["encoder"] == f"{backbone} on 3x16x16 images"
+        assert (row["eval_floor_fraction"] is not None) == floor
+        assert report["settings"]["backbone"] == backbone
+
+
+def test_the_synthetic_split_has_the_natural_shape_without_holding_600_images_a_class():
+    from hypermaml.experiments import speed
+
+    data = speed.synthetic_split(speed.BenchSettings(dataset="mini_imagenet", n_classes=3))
+    assert data.image_shape == (3, 84, 84) and data.images.dtype == torch.uint8
+    assert data.n_classes == 3 and data.n_per_class == speed.SYNTHETIC_PER_CLASS
+    assert speed.SHAPES["mini_imagenet"] == (64, 600, 3, 84, 84)
+    assert speed.SHAPES["cub"][:1] == (100,) and speed.SHAPES["fc100"][2:] == (3, 32, 32)
+
+
+def test_bench_refuses_a_dataset_without_a_shape():
+    from hypermaml.errors import ConfigError
+    from hypermaml.experiments import speed
+
+    with pytest.raises(ConfigError, match="no shape for dataset 'folder'"):
+        speed.BenchSettings(dataset="folder")

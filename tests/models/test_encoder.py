@@ -106,3 +106,19 @@ def test_load_network_copies_a_classifier_and_refuses_another():
     plain = Conv4(1, 16, width=4)
     with pytest.raises(ValueError, match="no place"):
         plain.load_network(network.state_dict())
+
+
+@pytest.mark.parametrize("bn", ["eval", "per_step"])
+def test_a_loaded_conv4_computes_the_classifiers_function_with_running_statistics(bn):
+    """The classifier's convolutions have no bias; the encoder's are zeroed, not left random
+    (with running statistics a bias is not cancelled by the normalisation)."""
+    torch.manual_seed(0)
+    network = Conv4Net(1, 5, image_size=16, width=4)
+    for _ in range(3):  # running statistics away from their initial values
+        network(torch.rand(8, 1, 16, 16) * 2)
+    encoder = Conv4(1, 16, width=4, bn=bn)
+    encoder.load_network(network.state_dict())
+    assert all(conv.bias.abs().max() == 0 for conv in encoder.convs)
+    network.eval(), encoder.eval()
+    x = torch.rand(1, 4, 1, 16, 16)
+    torch.testing.assert_close(encoder(x)[0], network.features(x[0]))

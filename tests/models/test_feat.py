@@ -331,3 +331,14 @@ def test_train_init_starts_a_method_encoder_from_the_checkpoint(tmp_path, arch):
     expected = reference(params, x).flatten(1)
     # batch statistics, summed in another order by the fast encoder's fused blocks
     assert (method.encoder(x[None])[0] - expected).abs().max() < 1e-4
+
+
+def test_eval_refuses_an_imported_encoder_and_names_the_next_step(tmp_path):
+    from hypermaml.api import evaluate_checkpoint
+    from hypermaml.errors import ConfigError
+
+    save_as_feat(feat_convnet_params(), tmp_path / "con-pre.pth")
+    write_feat_checkpoint(tmp_path / "con-pre.pth", "conv4", tmp_path / "out",
+                          feat_config("conv4"))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"without a classification head.*--init"):
+        evaluate_checkpoint(tmp_path / "out")

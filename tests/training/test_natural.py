@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+import hypermaml.data.cifar_fewshot as cifar_fewshot
 import hypermaml.data.mini_imagenet as mini_imagenet
 from hypermaml.cli import main
 from tests.data.image_fixtures import make_cub, make_packed_mini, mini_subset
 from tests.data.test_folder import make_mixed
+from tests.data.test_natural import _fake_cifar100
 
 TINY = ["--set", "train.epochs=1", "--set", "train.episodes_per_epoch=2", "--set",
         "train.meta_batch=1", "--set", "train.val_tasks=2", "--set", "data.n_query=1", "--set",
@@ -49,8 +51,34 @@ RUNS = {
 }  # fmt: skip
 
 
+CIFAR_RUNS = {
+    "FC100, HyperMAML": ["cub_1s_hypermaml", "--set", "data.dataset=fc100", "--set",
+                         "method.warmup_epochs=0", "--set", "method.switch_epochs=0"],
+    "CIFAR-FS, MAML": ["mini_imagenet_1s_maml", "--set", "data.dataset=cifar_fs", "--set",
+                       "method.inner_steps=1"],
+    "FC100 -> mini-ImageNet, MAML over Hyper-WRN-16-4 (1)": [
+        "fc100_to_mini_1s_maml_wrn_16_4_hyper1", "--set", "method.inner_steps=1"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("args", list(CIFAR_RUNS.values()), ids=list(CIFAR_RUNS))
+def test_train_and_eval_run_end_to_end_on_cifar100_splits(args, data, tmp_path, capsys,
+                                                          monkeypatch):  # fmt: skip
+    """CIFAR-100's images are a generated stand-in (6 a class) read through the few-shot
+    splits; FC100 -> mini-ImageNet validates and tests on the packed mini-ImageNet fixture."""
+    images, labels, names = _fake_cifar100(6)
+    monkeypatch.setattr(cifar_fewshot, "load_cifar", lambda *_: (images, labels, names))
+    monkeypatch.setattr(cifar_fewshot, "IMAGES_PER_CLASS", 6)
+    _train_and_eval(args, data, tmp_path, capsys)
+
+
 @pytest.mark.parametrize("args", list(RUNS.values()), ids=list(RUNS))
 def test_train_and_eval_run_end_to_end(args, data, tmp_path, capsys):
+    _train_and_eval(args, data, tmp_path, capsys)
+
+
+def _train_and_eval(args: list[str], data: Path, tmp_path: Path, capsys) -> None:
+    """``train`` a few episodes with ``args``, then ``eval`` the best checkpoint on 3 tasks."""
     out = tmp_path / "run"
     code = main(["train", *args, *TINY, "--out", str(out), "--quiet", "--data-dir", str(data)])
     assert code == 0, capsys.readouterr().err

@@ -37,10 +37,11 @@ from ..outputs import OutputError, fsync_dir, unique_suffix, write_bytes_durable
 from . import state as state_codec
 
 FORMAT = "hypermaml-checkpoint"
-FORMAT_VERSION = 3
-"""3: the natural-image fields of the data config (``data.train_aug``, ...). 2: sha256 of every
-file, complete stored configs, training states without pickles. 1: written before those.
-``hypermaml upgrade`` migrates older checkpoints (``migrate.ADDED_FIELDS``)."""
+FORMAT_VERSION = 4
+"""4: ``train.tasks_per_pass``. 3: the natural-image fields of the data config
+(``data.train_aug``, ...). 2: sha256 of every file, complete stored configs, training states
+without pickles. 1: written before those. ``hypermaml upgrade`` migrates older checkpoints
+(``migrate.ADDED_FIELDS``)."""
 WEIGHTS = "model.safetensors"
 META = "checkpoint.json"
 STATE_TENSORS = "train_state.safetensors"

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..data.augment import batches
 from ..data.classification import LabelledImages, load_classification
+from ..errors import ConfigError
 from .checkpoint import load_classifier
 
 EVAL_BATCH = 500
@@ -68,6 +69,13 @@ def score_classifier(
 ) -> ClassifierScore:
     """Test-set accuracy of the classifier checkpoint at ``path``, with what it was."""
     ckpt = load_classifier(path, device)
+    if ckpt.meta.get("num_classes") == 0:
+        origin = ckpt.meta.get("imported_from", {}).get("source", "another library")
+        raise ConfigError(
+            f"{path} is an encoder imported from {origin}, without a classification head: it "
+            f"has nothing to score by itself. Start a few-shot run from it (hypermaml train "
+            f"CONFIG --init {path}) and evaluate that run's checkpoint"
+        )
     cfg = ckpt.config
     test = load_classification(cfg.data.dataset, "test", data_root)
     mean, std = ckpt.normalisation

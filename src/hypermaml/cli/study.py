@@ -26,7 +26,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "adapt":
         report = adapt_time.run_adapt_bench(
             args.maml, args.hypermaml, args.steps, repeats=args.repeats, data_root=args.data_dir,
-            device=args.device, threads=args.threads, plot=args.plot, **tasks_kwargs(args),
+            device=args.device, threads=args.threads, plot=args.plot, untrained=args.untrained,
+            **tasks_kwargs(args),
         )  # fmt: skip
         save_json(args, report)
         return 0
@@ -70,11 +71,24 @@ def _bench_parser(sub: Any) -> None:
     p.add_argument("--methods", help="comma list of hypermaml, maml, maml-K, protonet (all)")
     p.add_argument("--maml-steps", type=int_list, default="1,5", help="MAML inner steps (1,5)")
     p.add_argument("--maml-batching", default="auto", choices=["auto", "loop", "vmap", "both"])
-    p.add_argument("--dataset", default="omniglot", choices=["omniglot", "cross_char"])
+    p.add_argument(
+        "--dataset",
+        default="omniglot",
+        choices=list(speed.SHAPES),
+        help="the shape of the synthetic split (default omniglot: 28x28 grey)",
+    )
+    p.add_argument("--backbone", default="conv4", help="encoder of every method (conv4)")
+    p.add_argument(
+        "--hyper",
+        default="none",
+        choices=["none", "stage", "layer"],
+        help="generated convolutions: stage (variant 1) or layer (variant 2)",
+    )
     p.add_argument("--n-way", type=positive_int, default=5)
     p.add_argument("--n-shot", type=positive_int, default=1)
     p.add_argument("--n-query", type=positive_int, default=16, help="training queries per class")
     p.add_argument("--meta-batch", type=positive_int, default=4)
+    p.add_argument("--tasks-per-pass", type=positive_int, help="training tasks per pass (all)")
     p.add_argument("--train-episodes", type=positive_int, default=200)
     p.add_argument("--eval-tasks", type=positive_int, default=600)
     p.add_argument("--eval-batch", type=positive_int, default=8, help="test tasks per forward")
@@ -91,8 +105,13 @@ def _bench_parser(sub: Any) -> None:
     p.add_argument("--deterministic", action="store_true", help="pin the kernels, as training does")
     add_json_arg(p, "settings, machine and results")
     adapt = p.add_argument_group("bench adapt (trained checkpoints, real test tasks)")
-    adapt.add_argument("--maml", help="MAML checkpoint folder")
-    adapt.add_argument("--hypermaml", help="HyperMAML checkpoint folder")
+    adapt.add_argument("--maml", help="MAML checkpoint folder (a config with --untrained)")
+    adapt.add_argument("--hypermaml", help="HyperMAML checkpoint folder (a config, --untrained)")
+    adapt.add_argument(
+        "--untrained",
+        action="store_true",
+        help="time only: methods built from configs, synthetic tasks",
+    )
     adapt.add_argument("--steps", type=int_list, default="0,1,2,3,4,5,10,25,50,100",
                        help="MAML's test steps")  # fmt: skip
     add_tasks_args(adapt)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 
+from ..config import DataConfig, load_config
 from ..data import ClassImages, TaskShape, load_split
 from ..engine.device import pick_device
 from ..errors import ConfigError
 from ..evaluation import evaluate
-from ..methods import MAML, HyperMAML, load_method
+from ..methods import MAML, HyperMAML, build_method, load_method
+from . import speed
 from .environment import environment
 from .plotting import pyplot
 
@@ -32,6 +34,21 @@ PAPER_TABLE4 = {
              50: (103.88, 74.82), 100: (212.62, 74.86)},
     "hypermaml": {None: (8.21, 80.78)},
 }  # fmt: skip
+#: the paper's Table 8 (5-way 1-shot, 600 test tasks at 84x84, the authors' GPU)
+PAPER_TABLE8 = {
+    "cub": {
+        "maml": {0: (4.15, 20.01), 1: (6.89, 47.99), 2: (9.44, 58.53), 3: (11.60, 61.54),
+                 4: (12.97, 62.18), 5: (15.00, 62.66), 6: (16.90, 62.77), 7: (19.07, 62.83)},
+        "hypermaml": {None: (8.46, 66.11)},
+    },
+    "mini_imagenet": {
+        "maml": {0: (4.24, 20.10), 1: (8.48, 43.46), 2: (10.50, 48.71), 3: (13.17, 48.32),
+                 4: (15.17, 48.82), 5: (17.29, 48.89), 6: (19.01, 48.80), 7: (20.55, 48.87)},
+        "hypermaml": {None: (11.11, 53.41)},
+    },
+}  # fmt: skip
+PAPER_TABLES = {"cross_char": PAPER_TABLE4, **PAPER_TABLE8}
+"""Dataset -> the paper's timing table for it."""
 
 
 @dataclass
@@ -43,8 +60,9 @@ class AdaptRow:
     """Seconds for all tasks (the mean over repeats)."""
     seconds_sd: float
     """Standard deviation of the seconds over repeats (0 for one repeat)."""
-    accuracy: float
-    ci95: float
+    accuracy: float | None
+    """None for untrained weights (a timing only)."""
+    ci95: float | None
     n_tasks: int
 
 
@@ -58,8 +76,12 @@ def adapt_benchmark(
     seed: int = 0,
     repeats: int = 1,
     log: Callable[[str], None] | None = print,
+    scored: bool = True,
+    paper: dict | None = None,
 ) -> list[AdaptRow]:
-    """Time and score ``maml`` with each step count and ``hypermaml`` on the same tasks."""
+    """Time and score ``maml`` with each step count and ``hypermaml`` on the same tasks
+    (``scored=False``: time only, for untrained weights). ``paper``: the published table shown
+    alongside (``PAPER_TABLES``)."""
     cases: list[tuple[str, int | None, MAML | HyperMAML]] = []
     if maml is not None:
         base = maml.cfg
@@ -76,29 +98,31 @@ def adapt_benchmark(
         seconds = [r.seconds_per_task * r.n_tasks for r in runs]
         row = AdaptRow(
             name, k, statistics.fmean(seconds), statistics.pstdev(seconds),
-            runs[0].accuracy, runs[0].ci95, runs[0].n_tasks,
+            runs[0].accuracy if scored else None, runs[0].ci95 if scored else None,
+            runs[0].n_tasks,
         )  # fmt: skip
         rows.append(row)
         if log:
-            log(format_rows([row], header=len(rows) == 1))
+            log(format_rows([row], header=len(rows) == 1, paper=paper))
     if maml is not None:
         maml.cfg = base
     return rows
 
 
-def format_rows(rows: list[AdaptRow], header: bool = True) -> str:
+def format_rows(rows: list[AdaptRow], header: bool = True, paper: dict | None = None) -> str:
+    """The rows as a table, with the published ``paper`` table's (seconds / %) alongside."""
     lines = []
     if header:
         head = f"{'method':<10} {'steps':>5} {'seconds':>16} {'accuracy':>15}"
         lines.append(f"{head}   paper (s / %)")
     for r in rows:
-        paper = PAPER_TABLE4.get(r.method, {}).get(r.steps)
-        paper_text = f"{paper[0]} / {paper[1]}" if paper else "-"
+        published = (paper or {}).get(r.method, {}).get(r.steps)
+        paper_text = f"{published[0]} / {published[1]}" if published else "-"
         steps = "-" if r.steps is None else str(r.steps)
         spread = f" ± {r.seconds_sd:.2f}" if r.seconds_sd else ""
+        score = "untrained" if r.accuracy is None else f"{r.accuracy:.2f} ± {r.ci95:.2f}"
         lines.append(
-            f"{r.method:<10} {steps:>5} {r.seconds:>9.2f}{spread:<7} "
-            f"{r.accuracy:>7.2f} ± {r.ci95:<5.2f}   {paper_text}"
+            f"{r.method:<10} {steps:>5} {r.seconds:>9.2f}{spread:<7} {score:>15}   {paper_text}"
         )
     return "\n".join(lines)
 
@@ -141,39 +165,71 @@ def run_adapt_bench(
     threads: int | None = None,
     plot: str | Path | None = None,
     log: Callable[[str], None] | None = print,
+    untrained: bool = False,
 ) -> dict:
     """``hypermaml bench adapt``: load the MAML and/or HyperMAML checkpoints (trained on the same
     tasks), time and score them on ``n_tasks`` tasks of ``split`` (``adapt_benchmark``), draw
-    ``plot`` if given, and return the report (rows, machine, settings)."""
+    ``plot`` if given, and return the report (rows, machine, settings).
+
+    ``untrained``: ``maml`` and ``hypermaml`` name configs instead; each method is built with
+    fresh weights and timed on tasks of a synthetic split with the shape of the config's dataset
+    (the speed depends on shapes, not pixels), as the paper's Table 8 can be timed without data.
+    """
+    what = "CONFIG" if untrained else "CHECKPOINT"
     if not (maml or hypermaml):
-        raise ConfigError("bench adapt needs --maml CHECKPOINT and/or --hypermaml CHECKPOINT")
+        raise ConfigError(f"bench adapt needs --maml {what} and/or --hypermaml {what}")
+    if untrained and plot:
+        raise ConfigError("--plot draws accuracy against time: it needs trained checkpoints")
     if threads:
         torch.set_num_threads(threads)
     torch_device = pick_device(device)
     models, data_cfg = {}, None
     for name, path in (("maml", maml), ("hypermaml", hypermaml)):
         if path:
-            ckpt = load_method(path, torch_device, expect_method=name)
-            models[name] = ckpt.method
-            dc = ckpt.config.data
+            models[name], dc = _method(name, path, torch_device, untrained)
             if data_cfg is not None and (data_cfg.dataset, data_cfg.test_shape) != (
                 dc.dataset,
                 dc.test_shape,
             ):
                 raise ConfigError("--maml and --hypermaml were trained on different tasks")
             data_cfg = dc
-    data = load_split(data_cfg.dataset, split, data_root, **data_cfg.load_options())
-    rows = adapt_benchmark(models.get("maml"), models.get("hypermaml"), data,
-                           data_cfg.test_shape, steps, n_tasks, seed, repeats, log)  # fmt: skip
+    if untrained:
+        data = speed.synthetic_split(speed.BenchSettings(dataset=data_cfg.dataset))
+    else:
+        data = load_split(data_cfg.dataset, split, data_root, **data_cfg.load_options())
+    paper = PAPER_TABLES.get(data_cfg.dataset)
+    rows = adapt_benchmark(models.get("maml"), models.get("hypermaml"), data, data_cfg.test_shape,
+                           steps, n_tasks, seed, repeats, log, not untrained, paper)  # fmt: skip
     if log:
+        tasks = "synthetic tasks (untrained weights)" if untrained else f"{split} tasks"
         log(
-            f"({n_tasks} {data_cfg.dataset} {split} tasks of seed {seed}, {torch_device}, "
-            f"{torch.get_num_threads()} threads; the paper: Omniglot -> EMNIST, RTX 2080)"
+            f"({n_tasks} {data_cfg.dataset} {tasks} of seed {seed}, {torch_device}, "
+            f"{torch.get_num_threads()} threads; the paper's table: the authors' GPU)"
         )
     if plot:
         plot_adapt(rows, plot, f"{data_cfg.dataset} {data_cfg.n_way}-way "
                    f"{data_cfg.n_shot}-shot, {n_tasks} tasks, {torch_device}")  # fmt: skip
     return {"rows": [asdict(r) for r in rows], "environment": environment(),
-            "dataset": data_cfg.dataset, "split": split, "seed": seed,
-            "maml": str(maml) if maml else None,
+            "dataset": data_cfg.dataset, "split": "synthetic" if untrained else split,
+            "seed": seed, "untrained": untrained, "maml": str(maml) if maml else None,
             "hypermaml": str(hypermaml) if hypermaml else None}  # fmt: skip
+
+
+def _method(
+    name: str, path: str | Path, device: torch.device, untrained: bool
+) -> tuple[MAML | HyperMAML, DataConfig]:
+    """The ``name`` method of checkpoint ``path`` (or, ``untrained``, built afresh from the
+    config ``path``) in eval mode on ``device``, and its data config."""
+    if not untrained:
+        ckpt = load_method(path, device, expect_method=name)
+        return ckpt.method, ckpt.config.data  # type: ignore[return-value]
+    cfg = load_config(path)
+    if cfg.method.name != name:
+        raise ConfigError(f"--{name} {path}: that config trains {cfg.method.name}, not {name}")
+    if cfg.data.dataset not in speed.SHAPES:
+        raise ConfigError(
+            f"--{name} {path}: bench adapt --untrained has no synthetic shape for dataset "
+            f"{cfg.data.dataset!r}; choose a config of {', '.join(speed.SHAPES)}"
+        )
+    torch.manual_seed(cfg.train.seed)
+    return build_method(cfg).to(device).eval(), cfg.data  # type: ignore[return-value]

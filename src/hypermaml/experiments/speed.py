@@ -29,7 +29,9 @@ from ..config import (  # FolderConfig: the inherited field's annotation, for th
     ProtoNetConfig,
     TrainConfig,
 )
+from ..data.natural import NATURAL_IMAGE_SHAPES, NATURAL_MIN_IMAGES, NATURAL_N_CLASSES
 from ..errors import ConfigError
+from ..models.config import ModelConfig
 from .environment import environment
 
 if TYPE_CHECKING:
@@ -37,8 +39,22 @@ if TYPE_CHECKING:
     from ..engine.parallel import TaskParallel
     from ..methods import Method
 
-SHAPES = {"omniglot": (4112, 20, 1, 28, 28), "cross_char": (1597, 20, 1, 28, 28)}
+SHAPES = {
+    "omniglot": (4112, 20, 1, 28, 28),
+    "cross_char": (1597, 20, 1, 28, 28),
+    **{
+        name: (NATURAL_N_CLASSES[name, "train"], NATURAL_MIN_IMAGES[name, "train"], *shape)
+        for name, shape in NATURAL_IMAGE_SHAPES.items()
+    },
+}
 """(classes, images per class, C, H, W) of each dataset's training split."""
+SYNTHETIC_PER_CLASS = 64
+"""At most this many images per class in the synthetic split: a task draws at most 5 + 16 per
+class, and a natural-image set (mini-ImageNet: 600 per class, 0.8 GB) is read from a
+memory-mapped cache in training, so holding all of it in memory would only inflate the peak."""
+FLOOR_BACKBONES = ("conv4", "conv4pool")
+"""Backbones whose convolution FLOPs ``floor.py`` counts (the floor fractions of the others are
+left empty)."""
 
 
 @dataclass
@@ -54,6 +70,8 @@ class BenchSettings(DataConfig):
     """The tasks to time (DataConfig's fields) and how to time them."""
 
     meta_batch: int = 4
+    tasks_per_pass: int | None = None
+    """Tasks of one forward and backward pass in training (``TrainConfig.tasks_per_pass``)."""
     train_episodes: int = 200
     """Timed training episodes per method (after ``warmup_steps`` untimed outer steps)."""
     eval_tasks: int = 600
@@ -70,6 +88,17 @@ class BenchSettings(DataConfig):
     phases: tuple[str, ...] = ("train", "eval")
     deterministic: bool = False
     """Convolution kernels by ``engine.kernels``' pinned rule instead of timed (its speed cost)."""
+    backbone: str = "conv4"
+    """The encoder (``models/backbones.py``), the same for every method."""
+    hyper: str = "none"
+    """Plain convolutions, or generated ones (``stage``: variant 1, ``layer``: variant 2)."""
+
+    def __post_init__(self) -> None:
+        if self.dataset not in SHAPES:
+            raise ConfigError(
+                f"bench has no shape for dataset {self.dataset!r}; choose one of "
+                f"{', '.join(SHAPES)}"
+            )
 
 
 @dataclass
@@ -120,22 +149,26 @@ def select_cases(
 def _config(case: BenchCase, s: BenchSettings) -> ExperimentConfig:
     return ExperimentConfig(
         data=DataConfig(**{f.name: getattr(s, f.name) for f in fields(DataConfig)}),
+        model=ModelConfig(s.backbone, hyper=s.hyper),  # type: ignore[arg-type]
         method=case.method,
         train=TrainConfig(meta_batch=s.meta_batch, device=s.device),
     )
 
 
 def synthetic_split(s: BenchSettings, seed: int = 0):
-    """A ClassImages of random uint8 images with the shape of the dataset's training split."""
+    """A ClassImages of random uint8 images with the shape of the dataset's training split (at
+    most ``SYNTHETIC_PER_CLASS`` images per class)."""
     from ..data import ClassImages
 
     classes, per_class, channels, height, width = SHAPES[s.dataset]
     classes = s.n_classes or classes
+    per_class = min(per_class, SYNTHETIC_PER_CLASS)
     height = width = s.image_size or height
     g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (classes, per_class, channels, height, width), generator=g)
+    shape = (classes, per_class, channels, height, width)
+    images = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
     names = [str(i) for i in range(classes)]
-    return ClassImages(s.dataset, "synthetic", images.to(torch.uint8), names)
+    return ClassImages(s.dataset, "synthetic", images, names)
 
 
 def _peak_mb(device: torch.device) -> float:
@@ -178,7 +211,11 @@ def _measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     out: dict = {"threads": torch.get_num_threads(), "device": str(device)}
     parallel = TaskParallel.for_device(device) if s.task_parallel else TaskParallel(1)
-    out["extra"] = {"task_workers": parallel.workers}
+    hyper = "" if s.hyper == "none" else f" (hyper {s.hyper})"
+    out["extra"] = {
+        "task_workers": parallel.workers,
+        "encoder": f"{s.backbone}{hyper} on {'x'.join(map(str, data.image_shape))} images",
+    }
     with parallel:
         out.update(_timed_phase(method, data, s, phase, device, parallel))
     return out
@@ -203,12 +240,14 @@ def _timed_phase(
         optimizer = torch.optim.Adam(method.parameters(), lr=1e-4)
         sampler = EpisodeSampler(data, s.train_shape, seed=0)
         for _ in range(s.warmup_steps):
-            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel)
+            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel,
+                      s.tasks_per_pass)  # fmt: skip
         steps = max(1, math.ceil(s.train_episodes / s.meta_batch))
         _sync(device)
         start = time.perf_counter()
         for _ in range(steps):  # sampling included: it is part of what training costs
-            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel)
+            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel,
+                      s.tasks_per_pass)  # fmt: skip
         _sync(device)
         out["train_episodes_per_s"] = steps * s.meta_batch / (time.perf_counter() - start)
         out["train_peak_mb"] = _peak_mb(device)
@@ -266,6 +305,8 @@ def run_bench(
 def _set_floor_fractions(row: BenchRow, s: BenchSettings, gflops: float) -> None:
     from .floor import floor_seconds, task_flops
 
+    if s.backbone not in FLOOR_BACKBONES or s.hyper != "none":
+        return
     _, _, channels, side, _ = SHAPES[s.dataset]
     side = s.image_size or side
     if row.train_episodes_per_s:
@@ -324,7 +365,8 @@ def summary(rows: list[BenchRow], reference: list[float]) -> str:
     pinned = "pinned (deterministic)" if rows[0].extra.get("deterministic") else "timed"
     gemm = " / ".join(f"{g:.0f}" for g in reference)
     text = (
-        f"{format_table(rows)}\n({rows[0].device}, {rows[0].threads} threads, {workers} task "
+        f"{format_table(rows)}\n({rows[0].extra.get('encoder', '')}; {rows[0].device}, "
+        f"{rows[0].threads} threads, {workers} task "
         f"worker{'s' if workers > 1 else ''}, kernels {pinned}; reference float32 GEMM {gemm} "
         f"GFLOP/s before / after; floor: the convolutions' FLOPs at that rate)"
     )

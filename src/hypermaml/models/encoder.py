@@ -58,7 +58,9 @@ class Encoder(nn.Module):
         """Copy the weights of a trained classifier network of the same architecture
         (``models.build.build_network``; its ``fc`` head is dropped) into this encoder; returns
         the number of tensors copied. Running BatchNorm statistics the encoder does not keep are
-        skipped; per-step BatchNorm sets all start from the network's one. Raises ValueError
+        skipped; per-step BatchNorm sets all start from the network's one; tensors the network
+        has no counterpart for (``network_free_keys``: Conv4's convolution biases) are set to
+        zero, so that the encoder computes the network's function. Raises ValueError
         naming a tensor that has no place here, or a place left without a value."""
         target = self.state_dict()
         loaded: dict[str, torch.Tensor] = {}
@@ -77,5 +79,6 @@ class Encoder(nn.Module):
         left = [k for k in target if k not in loaded and k not in self.network_free_keys()]
         if left:
             raise ValueError(f"the network holds no weights for {left[:3]} of this encoder")
-        self.load_state_dict({**target, **loaded})
+        free = {k: torch.zeros_like(target[k]) for k in self.network_free_keys() if k in target}
+        self.load_state_dict({**target, **free, **loaded})
         return len(loaded)

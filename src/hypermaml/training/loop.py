@@ -30,9 +30,11 @@ from .step import meta_step
 
 VAL_SEED = 1_000_003
 """Validation tasks are the same in every epoch and every run (never the test seed)."""
-FREE_FIELDS = {"train": ("epochs", "device", "threads", "val_every", "deterministic")}
-"""Fields a resumed run may change: its length, the hardware, how often it validates and whether
-its kernels are pinned."""
+FREE_FIELDS = {
+    "train": ("epochs", "device", "threads", "tasks_per_pass", "val_every", "deterministic")
+}
+"""Fields a resumed run may change: its length, the hardware and how a meta-batch is split over
+it, how often it validates and whether its kernels are pinned."""
 
 
 @dataclass
@@ -158,7 +160,9 @@ def _train(
                 total_loss, total_acc = 0.0, 0.0
                 for step in range(steps):
                     batch = sampler.sample(tc.meta_batch).to(device)
-                    loss, accuracy = meta_step(method, optimizer, batch, parallel)
+                    loss, accuracy = meta_step(
+                        method, optimizer, batch, parallel, tc.tasks_per_pass
+                    )
                     if not math.isfinite(loss):
                         raise TrainingError(
                             f"the training loss became {loss} at epoch {epoch}, step {step}. "

@@ -1,0 +1,34 @@
+"""The Makefile's experiment targets run every config they name, from the pre-trained start its
+config's header gives."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NATURAL_PREFIXES = ("cub_", "mini_imagenet_", "mini_to_cub_", "fc100_to_mini_")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_natural_images_runs_every_natural_row_from_its_configs_start():
+    dry = subprocess.run(["make", "-n", "-B", "natural-images"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    train = r"hypermaml train configs/(\S+)\.yaml\s*((?:--init \S+)?)\s+--out"
+    trains = dict(re.findall(train, dry))
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
+    natural = [c for c in configs if c.name.startswith(NATURAL_PREFIXES)]
+    assert len(natural) == 34 and sorted(trains) == sorted(c.stem for c in natural)
+    for config in natural:
+        header = re.search(r"^# hypermaml train .*$", config.read_text(), re.M)
+        assert header, f"{config.name} has no command line in its header"
+        wanted = re.search(r" --init \S+", header.group(0))
+        assert trains[config.stem] == (wanted.group(0).strip() if wanted else ""), config.name
+        if wanted:  # the pre-training it starts from is made first
+            pretrain = wanted.group(0).split("/")[1].removeprefix("pretrain_")
+            assert f"classify configs/classify_pretrain_{pretrain}.yaml" in dry
+    assert dry.count("hypermaml eval runs/") == 34
