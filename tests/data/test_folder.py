@@ -173,27 +173,58 @@ def test_missing_folder_or_spec_is_a_data_error(tmp_path):
         load_split("folder", "train", tmp_path)
 
 
-def test_omniglot_written_as_a_folder_of_pngs_reads_back_bit_for_bit(tmp_path, omniglot):
-    """The real check of the folder path: three Omniglot alphabets (the built-in loader's cached
-    28x28 pixels) as a tree of grey PNGs, read with size 28, grey and resize_ratio 1 (the
+ALPHABETS = {"train": "Blackfoot_(Canadian_Aboriginal_Syllabics)", "val": "Tagalog",
+             "test": "Ojibwe_(Canadian_Aboriginal_Syllabics)"}  # fmt: skip
+
+
+def _omniglot_tree(root: Path, omniglot) -> tuple[FolderSpec, dict[str, list[str]], dict]:
+    """Three Omniglot alphabets (the built-in loader's cached 28x28 pixels) written as a tree of
+    grey PNGs with a split file; the spec that reads them at 28 px, grey, resize_ratio 1 (the
     shorter side resized to 28 itself: no resampling, no crop)."""
-    alphabets = ["Blackfoot_(Canadian_Aboriginal_Syllabics)", "Tagalog",
-                 "Ojibwe_(Canadian_Aboriginal_Syllabics)"]  # fmt: skip
     split, index = {"train": [], "val": [], "test": []}, omniglot.index()
-    for name, alphabet in zip(("train", "val", "test"), alphabets):
+    for name, alphabet in ALPHABETS.items():
         for (a, character), i in sorted(index.items(), key=lambda kv: kv[1]):
             if a != alphabet:
                 continue
             cls = f"{a}-{character}"
             split[name].append(cls)
-            (tmp_path / "omni" / cls).mkdir(parents=True)
+            (root / "omni" / cls).mkdir(parents=True)
             for drawer, pixels in enumerate(omniglot.images[i].numpy(), start=1):
-                Image.fromarray(pixels).save(tmp_path / "omni" / cls / f"{drawer:02d}.png")
-    (tmp_path / "omni" / "split.json").write_text(json.dumps(split))
-    spec = FolderSpec(tmp_path / "omni", split_file="split.json", size=28, channels="grey",
+                Image.fromarray(pixels).save(root / "omni" / cls / f"{drawer:02d}.png")
+    (root / "omni" / "split.json").write_text(json.dumps(split))
+    spec = FolderSpec(root / "omni", split_file="split.json", size=28, channels="grey",
                       resize_ratio=1)  # fmt: skip
+    return spec, split, index
+
+
+def test_omniglot_written_as_a_folder_of_pngs_reads_back_bit_for_bit(tmp_path, omniglot):
+    """The real check of the folder path: the same classes give the same pixels."""
+    spec, split, index = _omniglot_tree(tmp_path, omniglot)
     for name in ("train", "val", "test"):
         data = load_split("folder", name, tmp_path, folder=spec)
         ids = [index[tuple(c.split("-", 1))] for c in data.class_names]
         assert data.class_names == split[name] and data.normalisation is None
         assert torch.equal(data.dense_images()[:, :, 0], omniglot.images[ids])
+
+
+def test_a_checkpoint_scores_the_same_through_the_folder_and_the_built_in_loader(
+    tmp_path, omniglot
+):
+    """The shipped Omniglot HyperMAML on one alphabet's characters, read through the folder
+    dataset and through the built-in loader: the same tasks, the same accuracy to the bit."""
+    from hypermaml.data import ClassImages, TaskShape
+    from hypermaml.evaluation import evaluate
+    from hypermaml.methods import load_method
+
+    spec, split, index = _omniglot_tree(tmp_path, omniglot)
+    folder = load_split("folder", "test", tmp_path, folder=spec)
+    ids = [index[tuple(c.split("-", 1))] for c in folder.class_names]
+    built_in = ClassImages("omniglot", "test", omniglot.images[ids][:, :, None],
+                           folder.class_names)  # fmt: skip
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "omniglot_5w1s_hypermaml"
+    method = load_method(shipped).method
+    shape = TaskShape(5, 1, 15)
+    through_folder = evaluate(method, folder, shape, 100, 0)
+    through_loader = evaluate(method, built_in, shape, 100, 0)
+    assert through_folder.task_accuracies == through_loader.task_accuracies
+    assert through_folder.accuracy > 80  # the checkpoint works on these characters (chance: 20)
