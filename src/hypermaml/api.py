@@ -45,6 +45,7 @@ from .migrate import upgrade as _upgrade
 from .models.config import NetworkConfig
 from .models.feat import FeatImport, write_feat_checkpoint
 from .runs import run_checkpoint
+from .runs.ledger import record_evaluation
 from .training import TrainResult
 from .training import train as meta_train
 
@@ -83,7 +84,8 @@ def evaluate_checkpoint(
     (test) drawn from ``seed`` (0; the same tasks for every method); the dataset, N, K and Q
     default to its own. A classifier: its accuracy on its test images (held-out images of the
     training classes for a pre-trained encoder); it takes none of the task options. Returns a
-    score with ``.accuracy``, ``.to_dict()`` and ``.describe()``."""
+    score with ``.accuracy``, ``.to_dict()`` and ``.describe()``. A checkpoint inside a run
+    folder (``RUN/best``) records the score in ``RUN/evaluations.jsonl`` (``runs.ledger``)."""
     given = {"--dataset": dataset, "--split": split, "--n-way": n_way, "--n-shot": n_shot,
              "--n-query": n_query, "--tasks": tasks, "--seed": seed}  # fmt: skip
     if checkpoint_kind(path) == "classifier":
@@ -92,7 +94,9 @@ def evaluate_checkpoint(
                 f"{path} is a classifier, scored on all its test images; {', '.join(extra)} "
                 f"apply to few-shot checkpoints only: leave them out"
             )
-        return score_classifier(path, data_dir, pick_device(device))
+        classifier_score = score_classifier(path, data_dir, pick_device(device))
+        record_evaluation(path, {"split": "test", **classifier_score.to_dict()})
+        return classifier_score
     for flag in ("--n-way", "--n-shot", "--n-query", "--tasks"):
         if given[flag] is not None and given[flag] < 1:
             raise ConfigError(f"{flag} {given[flag]} is out of range; give 1 or more")
@@ -106,7 +110,9 @@ def evaluate_checkpoint(
     options = dc.load_options() if dataset == dc.dataset else {}  # another dataset: its own places
     data = load_split(dataset, split, data_dir, **options)
     result = evaluate(ckpt.method, data, shape, tasks, seed)
-    return FewShotScore.of(result, ckpt, dataset, split, shape, seed)
+    score = FewShotScore.of(result, ckpt, dataset, split, shape, seed)
+    record_evaluation(path, score.to_dict())  # in RUN/evaluations.jsonl, for the ledger
+    return score
 
 
 def config_kind(raw: dict[str, Any]) -> Kind:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..experiments import curves, movement, updates
 from ..outputs import check_writable_file
+from ..runs import ledger
 from .args import add_data_args, add_json_arg, add_tasks_args, save_json, step_count, tasks_kwargs
 
 
@@ -36,6 +37,17 @@ def cmd_analyze_movement(args: argparse.Namespace) -> int:
                                        plot=args.out, data_root=args.data_dir,
                                        device=args.device, **tasks_kwargs(args))  # fmt: skip
     save_json(args, report)
+    return 0
+
+
+def cmd_analyze_ledger(args: argparse.Namespace) -> int:
+    rows = ledger.update_ledger(args.out, [ledger.ledger_row(run) for run in args.runs])
+    print(f"{'run':<40} {'epochs':>6} {'val':>6} {'test':>14} {'test evals':>10}")
+    for r in rows:
+        test = "-" if r.test_accuracy is None else f"{r.test_accuracy:.2f} ± {r.test_ci95 or 0:.2f}"
+        print(f"{r.run:<40} {r.epochs:>6} {r.val_accuracy:>6.2f} {test:>14} "
+              f"{r.test_evaluations:>10}")  # fmt: skip
+    print(f"{len(rows)} runs in {args.out}")
     return 0
 
 
@@ -69,3 +81,8 @@ def register(sub: Any) -> None:
     add_json_arg(p)
     add_data_args(p)
     p.set_defaults(func=cmd_analyze_movement)
+    p = analyses.add_parser("ledger", help="one CSV row per run: budget, validation and test "
+                            "figures, how often its test split was scored")  # fmt: skip
+    p.add_argument("runs", nargs="+", help="run folders (a listed run is updated, never dropped)")
+    p.add_argument("--out", required=True, help="the ledger CSV (e.g. docs/ledger.csv)")
+    p.set_defaults(func=cmd_analyze_ledger)
