@@ -9,7 +9,7 @@ HYPERMAML_DATA ?= $(abspath ../shared/data)
 export HYPERMAML_DATA
 
 .PHONY: demo test test-fast test-shipped docs lint install clean fmnist-grid ablation hyper-maml \
-	natural-images
+	natural-images like-with-like
 
 $(BIN)/hypermaml: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,23 @@ $(eval $(call from_pretrained,cross_char_1s_maml_pretrained,cross_char_conv4_pla
 $(eval $(call from_pretrained,cross_char_1s_maml_hyperconv4,cross_char_conv4_hyper1))
 $(eval $(call from_pretrained,omniglot_5w1s_maml_pretrained,omniglot_conv4_plain))
 $(eval $(call from_pretrained,omniglot_5w1s_maml_hyperconv4,omniglot_conv4_hyper1))
+
+# The same second stages for every method on Omniglot->EMNIST (docs/results.md, "Like with
+# like"): the stroke-and-framing stage and its control, each from the method's paper-recipe
+# checkpoint (ProtoNet's paper-recipe runs are trained first), then scored once on the test split.
+STAGES := $(foreach s,1s 5s,$(foreach m,hypermaml maml protonet,$(foreach t,frame control,\
+	runs/cross_char_$(s)_$(m)_$(t)/test_seed0.json)))
+like-with-like: $(STAGES)
+	@for f in $(STAGES); do echo "$$f: $$(cat $$f | tr -d '\n' | cut -c1-160)"; done
+define from_start
+runs/$(1)/test_seed0.json: INIT = --init $(2)
+endef
+$(foreach s,1s 5s,$(foreach t,frame control,\
+	$(eval $(call from_start,cross_char_$(s)_hypermaml_$(t),checkpoints/cross_char_1s_hypermaml_stage1))\
+	$(eval $(call from_start,cross_char_$(s)_maml_$(t),checkpoints/cross_char_$(s)_maml))\
+	$(eval $(call from_start,cross_char_$(s)_protonet_$(t),runs/cross_char_$(s)_protonet/best))\
+	$(eval runs/cross_char_$(s)_protonet_$(t)/test_seed0.json: runs/cross_char_$(s)_protonet/test_seed0.json)))
+$(foreach s,1s 5s,$(eval runs/cross_char_$(s)_protonet/test_seed0.json: INIT =))
 
 # Every natural-image row of the papers (HyperMAML Tables 1, 2 and 7; HyperResNets Tables 7 and
 # 8): pre-training where a row starts from it, meta-training, then the test score of its best

@@ -32,3 +32,24 @@ def test_natural_images_runs_every_natural_row_from_its_configs_start():
             pretrain = wanted.group(0).split("/")[1].removeprefix("pretrain_")
             assert f"classify configs/classify_pretrain_{pretrain}.yaml" in dry
     assert dry.count("hypermaml eval runs/") == 34
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_like_with_like_runs_every_second_stage_from_its_methods_paper_recipe():
+    dry = subprocess.run(["make", "-n", "-B", "like-with-like"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    train = r"hypermaml train configs/(\S+)\.yaml\s*((?:--init \S+)?)\s+--out"
+    trains = dict(re.findall(train, dry))
+    stages = sorted(
+        c.stem
+        for c in (ROOT / "configs").glob("cross_char_*s_*_*.yaml")
+        if c.stem.endswith(("_frame", "_control")) and "_stroke" not in c.stem
+    )
+    assert len(stages) == 12 and set(stages) <= set(trains)
+    for stage in stages:
+        header = re.search(r" --init (\S+)", (ROOT / "configs" / f"{stage}.yaml").read_text())
+        assert header and trains[stage] == f"--init {header.group(1)}", stage
+    # ProtoNet's paper-recipe runs are trained first, from scratch
+    assert trains["cross_char_1s_protonet"] == trains["cross_char_5s_protonet"] == ""
+    assert dry.index("configs/cross_char_1s_protonet.yaml") < dry.index(
+        "configs/cross_char_1s_protonet_frame.yaml")  # fmt: skip
