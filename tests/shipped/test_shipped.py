@@ -36,6 +36,7 @@ DOCUMENTED = {
     "cross_char_1s_maml": 75.37,
     "cross_char_5s_maml": 87.72,
     "cross_char_1s_maml_frame": 83.26,
+    "cross_char_5s_maml_frame": 92.30,
     "cross_char_1s_maml_pretrained": 70.39,
     "cross_char_1s_maml_hyperconv4": 73.92,
     "cross_char_1s_ablation_both": 75.43,
