@@ -12,14 +12,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NATURAL_PREFIXES = ("cub_", "mini_imagenet_", "mini_to_cub_", "fc100_to_mini_")
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_natural_images_runs_every_natural_row_from_its_configs_start():
-    dry = subprocess.run(["make", "-n", "-B", "natural-images"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+def dry_run(target: str) -> tuple[str, dict[str, str]]:
+    """What ``make -n -B TARGET`` would run, and each trained config's ``--init`` ("" for none)."""
+    dry = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
     train = r"hypermaml train configs/(\S+)\.yaml\s*((?:--init \S+)?)\s+--out"
-    trains = dict(re.findall(train, dry))
+    return dry, dict(re.findall(train, dry))
+
+
+@needs_make(shutil.which("make") is None, reason="make is not installed")
+def test_natural_images_runs_every_natural_row_from_its_configs_start():
+    dry, trains = dry_run("natural-images")
     configs = sorted((ROOT / "configs").glob("*.yaml"))
     natural = [c for c in configs if c.name.startswith(NATURAL_PREFIXES)]
     assert len(natural) == 34 and sorted(trains) == sorted(c.stem for c in natural)
@@ -34,12 +40,9 @@ def test_natural_images_runs_every_natural_row_from_its_configs_start():
     assert dry.count("hypermaml eval runs/") == 34
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@needs_make
 def test_like_with_like_runs_every_second_stage_from_its_methods_paper_recipe():
-    dry = subprocess.run(["make", "-n", "-B", "like-with-like"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
-    train = r"hypermaml train configs/(\S+)\.yaml\s*((?:--init \S+)?)\s+--out"
-    trains = dict(re.findall(train, dry))
+    dry, trains = dry_run("like-with-like")
     stages = sorted(
         c.stem
         for c in (ROOT / "configs").glob("cross_char_*s_*_*.yaml")
