@@ -7,6 +7,7 @@ on the same tasks.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,23 @@ class EvalResult:
     """Wall time of adaptation and prediction per task: sampling excluded with one worker,
     overlapped with the workers' computation with several."""
     task_accuracies: list[float]
+
+
+def eval_batches(
+    method: Method, data: ClassImages, shape: TaskShape, n_tasks: int, seed: int, batch_size: int
+) -> Iterator[TaskBatch]:
+    """The ``n_tasks`` tasks of ``shape`` drawn from ``seed``, in batches of ``batch_size`` on
+    the method's device, with the method in eval mode (test-time adaptation) while they are
+    consumed; its mode is restored after the last batch, or when the caller stops early."""
+    method.check_n_way(shape.n_way)
+    device = next(method.parameters()).device
+    was_training = method.training
+    method.eval()
+    try:
+        for batch in EpisodeSampler(data, shape, seed).batches(n_tasks, batch_size):
+            yield batch.to(device)
+    finally:
+        method.train(was_training)
 
 
 def _synchronize(device: torch.device) -> None:

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..data import ClassImages, EpisodeSampler, TaskShape, load_split
+from ..data import ClassImages, TaskShape, load_split
 from ..engine.device import pick_device
 from ..errors import ConfigError
+from ..evaluation.protocol import eval_batches
 from ..evaluation.stats import mean_ci95
 from ..methods import MAML, TaskParams, load_method
 from ..models.hyperconv import HyperConv2d
@@ -151,20 +152,12 @@ def inner_loop_movement(
 ) -> list[LayerMovement]:
     """The per-layer movement over ``n_tasks`` tasks of ``shape`` from ``data`` drawn from
     ``seed``, with the method's test-time inner steps (eval mode, as ``evaluate`` adapts)."""
-    method.check_n_way(shape.n_way)
-    device = next(method.parameters()).device
     sources = weight_sources(method)
     moved: dict[str, list[float]] = {source.name: [] for source in sources}
-    was_training = method.training
-    method.eval()
-    try:
-        for batch in EpisodeSampler(data, shape, seed).batches(n_tasks, batch_size):
-            batch = batch.to(device)
-            for name, norms in batch_movement(method, batch.support_x, batch.support_y,
-                                              sources).items():  # fmt: skip
-                moved[name].extend(norms)
-    finally:
-        method.train(was_training)
+    for batch in eval_batches(method, data, shape, n_tasks, seed, batch_size):
+        for name, norms in batch_movement(method, batch.support_x, batch.support_y,
+                                          sources).items():  # fmt: skip
+            moved[name].extend(norms)
     adapted = set(method.adapted_names())
     rows = []
     with torch.no_grad():

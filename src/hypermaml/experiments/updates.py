@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..data import ClassImages, EpisodeSampler, TaskShape, load_split
+from ..data import ClassImages, TaskShape, load_split
 from ..engine.device import pick_device
+from ..evaluation.protocol import eval_batches
 from ..evaluation.stats import mean_ci95
 from ..methods import MAML, Method, load_method
 
@@ -53,22 +54,13 @@ def update_norms(
 ) -> UpdateNorms:
     """Norms of the classifier update on ``n_tasks`` tasks of ``shape`` from ``data``, drawn
     from ``seed``."""
-    method.check_n_way(shape.n_way)
-    device = next(method.parameters()).device
-    sampler = EpisodeSampler(data, shape, seed)
-    was_training = method.training
-    method.eval()
     weights: list[float] = []
     biases: list[float] = []
-    try:
-        with torch.no_grad():
-            for batch in sampler.batches(n_tasks, batch_size):
-                batch = batch.to(device)
-                delta_w, delta_b = method.classifier_update(batch.support_x, batch.support_y)
-                weights.extend(delta_w.flatten(1).norm(dim=1).tolist())
-                biases.extend(delta_b.norm(dim=1).tolist())
-    finally:
-        method.train(was_training)
+    with torch.no_grad():
+        for batch in eval_batches(method, data, shape, n_tasks, seed, batch_size):
+            delta_w, delta_b = method.classifier_update(batch.support_x, batch.support_y)
+            weights.extend(delta_w.flatten(1).norm(dim=1).tolist())
+            biases.extend(delta_b.norm(dim=1).tolist())
     (w_mean, w_ci), (b_mean, b_ci) = mean_ci95(weights), mean_ci95(biases)
     return UpdateNorms(w_mean, w_ci, b_mean, b_ci, len(weights), weights, biases)
 

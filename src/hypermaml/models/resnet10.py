@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import HyperMode
-from .resnets import ConvFactory, ResidualNetwork, basic_stages
+from .resnets import ConvFactory, ResidualNetwork, residual_stages
 
 
 class ResNet10(ResidualNetwork):
@@ -40,7 +40,7 @@ class ResNet10(ResidualNetwork):
         convs = ConvFactory(hyper, hyper_bias, frozen_seed)
         self.stem = convs.plain(in_channels, base_width, 7, stride=2)
         self.bn = nn.BatchNorm2d(base_width)
-        self.stages, c_out = basic_stages(convs, blocks, base_width, base_width)
+        self.stages, c_out = residual_stages(convs, blocks, base_width, base_width)
         self._finish(convs, c_out, num_classes)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:

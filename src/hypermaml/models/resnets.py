@@ -124,17 +124,22 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-def basic_stages(
-    convs: ConvFactory, blocks: Sequence[int], c_in: int, base_width: int
+def residual_stages(
+    convs: ConvFactory,
+    blocks: Sequence[int],
+    c_in: int,
+    base_width: int,
+    block: type[nn.Module] = BasicBlock,
 ) -> tuple[nn.Sequential, int]:
-    """Stages of ``blocks[i]`` BasicBlocks of width ``base_width`` x 2^i, each stage after the
-    first halving the resolution in its first block; returns (stages, their output width)."""
+    """Stages of ``blocks[i]`` blocks (``BasicBlock`` or ``PreActBlock``) of width
+    ``base_width`` x 2^i, each stage after the first halving the resolution in its first block;
+    returns (stages, their output width)."""
     stages = []
     for i, n in enumerate(blocks):
         width = base_width * 2**i
         strides = [1 if i == 0 else 2] + [1] * (n - 1)
         stages.append(nn.Sequential(*(
-            BasicBlock(convs, c_in if j == 0 else width, width, s, i + 1)
+            block(convs, c_in if j == 0 else width, width, s, i + 1)
             for j, s in enumerate(strides)
         )))  # fmt: skip
         c_in = width
@@ -162,7 +167,7 @@ class CifarResNet(ResidualNetwork):
         convs = ConvFactory(hyper, hyper_bias, frozen_seed)
         self.stem = convs.plain(in_channels, base_width, 3)
         self.bn = nn.BatchNorm2d(base_width)
-        self.stages, c_out = basic_stages(convs, blocks, base_width, base_width)
+        self.stages, c_out = residual_stages(convs, blocks, base_width, base_width)
         self._finish(convs, c_out, num_classes)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
@@ -211,18 +216,9 @@ class WideResNet(ResidualNetwork):
         convs = ConvFactory(hyper, hyper_bias, frozen_seed)
         n = (depth - 4) // 6
         self.stem = convs.plain(in_channels, 16, 3)
-        stages, c_in = [], 16
-        for i in range(3):
-            width = 16 * widen_factor * 2**i
-            strides = [1 if i == 0 else 2] + [1] * (n - 1)
-            stages.append(nn.Sequential(*(
-                PreActBlock(convs, c_in if j == 0 else width, width, s, i + 1)
-                for j, s in enumerate(strides)
-            )))  # fmt: skip
-            c_in = width
-        self.stages = nn.Sequential(*stages)
-        self.bn = nn.BatchNorm2d(c_in)
-        self._finish(convs, c_in, num_classes)
+        self.stages, c_out = residual_stages(convs, [n] * 3, 16, 16 * widen_factor, PreActBlock)
+        self.bn = nn.BatchNorm2d(c_out)
+        self._finish(convs, c_out, num_classes)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.stages(self.stem(x))))

@@ -29,9 +29,8 @@ def meta_step(
     A non-finite loss leaves the weights untouched; the caller decides what to do about it.
     """
     workers = parallel.workers if parallel is not None else 1
-    independent = method.tasks_are_independent()
-    passes = -(-batch.n_tasks // tasks_per_pass) if tasks_per_pass else 1
-    if independent and (workers > 1 or passes > 1) and batch.n_tasks > 1:
+    split = workers > 1 or (tasks_per_pass or batch.n_tasks) < batch.n_tasks
+    if split and batch.n_tasks > 1 and method.tasks_are_independent():
         return _split_step(method, optimizer, batch, parallel, tasks_per_pass)
     loss, logits = method.meta_loss(batch)
     value = loss.item()
