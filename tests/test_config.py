@@ -374,3 +374,15 @@ def test_a_whole_config_is_complete(method):
     del raw["swa"]["lr"], raw["run"]
     with pytest.raises(ConfigError, match="missing swa.lr, run;"):
         ClassifyConfig.from_dict(raw, complete=True)
+
+
+def test_train_n_way_sets_the_training_tasks_ways_for_protonet_only():
+    cfg = load_config(None, ["method={name: protonet}", "data.train_n_way=60"])
+    assert cfg.data.train_shape.n_way == 60 and cfg.data.test_shape.n_way == 5
+    assert load_config(None, ["data.train_n_way=5"]).data.train_shape.n_way == 5
+    assert load_config(None, []).data.train_shape.n_way == 5  # null: data.n_way
+    for method in ("maml", "hypermaml"):
+        with pytest.raises(ConfigError, match=r"data\.train_n_way=20 differs .* only protonet"):
+            load_config(None, [f"method={{name: {method}}}", "data.train_n_way=20"])
+    with pytest.raises(ConfigError, match=r"data\.train_n_way=1 is out of range"):
+        load_config(None, ["method={name: protonet}", "data.train_n_way=1"])

@@ -103,6 +103,10 @@ class DataConfig:
     """Query images per class in training tasks."""
     n_query_test: int = count(15)
     """Query images per class in validation and test tasks."""
+    train_n_way: int | None = count(None, low=2)
+    """Classes of training tasks when they differ from ``n_way`` (ProtoNet's higher-way
+    episodes: Snell et al. train on 60-way Omniglot tasks and test on 5- and 20-way ones); None:
+    ``n_way``. Only a method without an N-way head (ProtoNet) can train on other ways."""
     train_stroke: float = bounded(0.0, low=0)
     """Training images only: thicken each image's strokes by a random 0..train_stroke pixels
     (handwriting; ``data/strokes.py``). 0 leaves the images as they are (the papers' setup)."""
@@ -133,7 +137,7 @@ class DataConfig:
     @property
     def train_shape(self) -> TaskShape:
         """The shape of training tasks (``n_query`` queries per class)."""
-        return TaskShape(self.n_way, self.n_shot, self.n_query)
+        return TaskShape(self.train_n_way or self.n_way, self.n_shot, self.n_query)
 
     @property
     def test_shape(self) -> TaskShape:
@@ -250,6 +254,16 @@ class ExperimentConfig(RootConfig):
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=HyperMAMLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        ways = self.data.train_n_way
+        if ways not in (None, self.data.n_way) and self.method.name != "protonet":
+            raise ConfigError(
+                f"data.train_n_way={ways} differs from data.n_way={self.data.n_way}, but "
+                f"{self.method.name}'s classifier has data.n_way outputs; only protonet trains on "
+                f"other ways (leave data.train_n_way null, or train a {ways}-way model with "
+                f"data.n_way={ways})"
+            )
 
 
 def _check_value(tp: Any, value: Any, where: str) -> Any:

@@ -138,6 +138,20 @@ def test_an_old_format_is_refused_until_upgraded(tmp_path, capsys):
     assert loaded.meta["format_version"] == FORMAT_VERSION
 
 
+def test_a_format_4_checkpoint_is_upgraded_with_the_ways_it_trained_on(tmp_path, capsys):
+    ckpt = protonet_checkpoint(tmp_path / "ckpt")
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    meta["format_version"] = 4
+    del meta["config"]["data"]["train_n_way"]
+    (ckpt / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="hypermaml upgrade"):
+        load_method(ckpt)
+    assert main(["upgrade", str(ckpt)]) == 0
+    line = capsys.readouterr().out
+    assert "format 4 -> 5" in line and "data.train_n_way=None" in line
+    assert load_method(ckpt).config.data.train_n_way is None
+
+
 def test_upgrade_never_fills_a_field_format_1_always_had(tmp_path):
     ckpt = protonet_checkpoint(tmp_path / "ckpt")
     meta = json.loads((ckpt / "checkpoint.json").read_text())

@@ -201,3 +201,18 @@ def test_resume_if_exists_starts_a_new_run_then_continues_it(data_root, tmp_path
     second = train(tiny_config("protonet", epochs=2), run, data_root, resume=None,
                    progress=False, tensorboard=False)  # fmt: skip
     assert (first.total_epochs, second.epochs_run, second.total_epochs) == (1, 1, 2)
+
+
+def test_protonet_trains_on_more_ways_than_it_is_validated_on(data_root, tmp_path):
+    from hypermaml.training.loop import VAL_SEED, training_sampler
+
+    cfg = tiny_config("protonet", epochs=1)
+    cfg.data.train_n_way = 20
+    batch = training_sampler(cfg, load_split("omniglot", "train", data_root)).sample(2)
+    assert batch.n_way == 20 and batch.support_y.amax().item() == 19
+    result = train(cfg, tmp_path / "run", data_root, progress=False, tensorboard=False)
+    loaded = load_method(tmp_path / "run" / "best")
+    assert loaded.config.data.train_n_way == 20
+    five = evaluate(loaded.method, load_split("omniglot", "val", data_root), TaskShape(5, 1, 15),
+                    n_tasks=4, seed=VAL_SEED)  # fmt: skip
+    assert five.accuracy == pytest.approx(result.best_val_accuracy)  # validation is 5-way

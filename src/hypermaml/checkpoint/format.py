@@ -37,8 +37,8 @@ from ..outputs import OutputError, fsync_dir, unique_suffix, write_bytes_durable
 from . import state as state_codec
 
 FORMAT = "hypermaml-checkpoint"
-FORMAT_VERSION = 4
-"""4: ``train.tasks_per_pass``. 3: the natural-image fields of the data config
+FORMAT_VERSION = 5
+"""5: ``data.train_n_way``. 4: ``train.tasks_per_pass``. 3: the natural-image fields of the data config
 (``data.train_aug``, ...). 2: sha256 of every file, complete stored configs, training states
 without pickles. 1: written before those. ``hypermaml upgrade`` migrates older checkpoints
 (``migrate.ADDED_FIELDS``)."""
@@ -212,8 +212,8 @@ def read_meta(
     meta = _parse_meta(path)
     if migrated and meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} is a checkpoint of format {meta.get('format_version')}, written before "
-            f"checkpoints carried digests and complete configs; migrate it once with "
+            f"{path} is a checkpoint of format {meta.get('format_version')}, written by an "
+            f"earlier hypermaml (this one reads format {FORMAT_VERSION}); migrate it once with "
             f"`hypermaml upgrade {path}` (it rewrites only {META})"
         )
     missing = [key for key in ("method", "image_shape", "config") if key not in meta]
