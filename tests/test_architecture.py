@@ -13,13 +13,13 @@ PACKAGE = Path(importlib.util.find_spec("hypermaml").origin).parent
 
 #: each top-level unit of the package and its layer: a unit imports only from lower layers
 LAYERS = {
-    "_version": 0, "errors": 0, "extras": 1, "outputs": 1, "reports": 2,
+    "_version": 0, "errors": 0, "extras": 1, "outputs": 1, "download": 1, "reports": 2,
     "data": 2, "engine": 2, "checkpoint": 2,
     "models": 3,
     "config": 4,
     "methods": 5,
     "evaluation": 6, "runs": 6,
-    "classify": 7,
+    "classify": 7, "inference": 7,
     "training": 8,
     "experiments": 9, "migrate": 9,
     "api": 10,

@@ -40,6 +40,8 @@ from .data.folder import FolderSpec
 from .engine.device import pick_device
 from .errors import ConfigError
 from .evaluation import FewShotScore, evaluate
+from .inference import FewShotModel
+from .inference.predict import PredictReport, predict_files, support_folder
 from .methods import FewShotCheckpoint, load_method
 from .migrate import upgrade as _upgrade
 from .models.config import NetworkConfig
@@ -49,21 +51,41 @@ from .runs.ledger import record_evaluation
 from .training import TrainResult
 from .training import train as meta_train
 
-Checkpoint = FewShotCheckpoint | ClassifierCheckpoint
+Checkpoint = FewShotModel | ClassifierCheckpoint
 Config = ExperimentConfig | ClassifyConfig
 _CONFIG_CLASSES: dict[Kind, type] = {"few_shot": ExperimentConfig, "classifier": ClassifyConfig}
 _DEVICE_FIELD: dict[Kind, str] = {"few_shot": "train.device", "classifier": "run.device"}
 
 
 def load(path: str | Path, device: str | torch.device | None = "cpu") -> Checkpoint:
-    """The checkpoint at ``path`` (a checkpoint folder, or a run folder: its ``best`` or
-    ``final``), rebuilt from its stored config with its weights: a ``FewShotCheckpoint``
-    (``.method``) or a ``ClassifierCheckpoint`` (``.network``); both have ``.model``,
-    ``.config``, ``.meta``, ``.path`` and ``.kind``."""
+    """The checkpoint at ``path`` (a checkpoint folder, a run folder: its ``best`` or
+    ``final``, or a registered name: ``hypermaml models``), rebuilt from its stored config with
+    its weights: a ``FewShotModel`` (``.method``, ``.adapt(images, labels)``) or a
+    ``ClassifierCheckpoint`` (``.network``); both have ``.model``, ``.config``, ``.meta``,
+    ``.path`` and ``.kind``."""
     target = pick_device(None if device is None else str(device))
     if checkpoint_kind(path) == "classifier":
         return load_classifier(path, target)
-    return load_method(path, target)
+    return FewShotModel.of(load_method(path, target))
+
+
+def predict(
+    checkpoint: str | Path,
+    support: str | Path,
+    queries: list[str | Path],
+    top_k: int = 3,
+    batch_size: int = 64,
+    device: str | None = "cpu",
+) -> PredictReport:
+    """``hypermaml predict``: the few-shot checkpoint adapted to the folder ``support``
+    (``DIR/<class>/<images>``), then each query file (or folder of them) classified."""
+    ckpt = load(checkpoint, device)
+    if not isinstance(ckpt, FewShotCheckpoint):
+        raise ConfigError(f"{checkpoint} is a classifier of fixed classes (hypermaml classify); "
+                          f"predict needs a few-shot checkpoint (hypermaml train)")  # fmt: skip
+    images, labels = support_folder(support)
+    task = ckpt.adapt(images, labels)
+    return predict_files(task, list(queries), str(checkpoint), top_k, batch_size)
 
 
 def evaluate_checkpoint(

@@ -35,15 +35,14 @@ from .._version import __version__
 from ..errors import CheckpointError, ConfigError
 from ..outputs import OutputError, fsync_dir, unique_suffix, write_bytes_durable
 from . import state as state_codec
+from .names import META, WEIGHTS
 
 FORMAT = "hypermaml-checkpoint"
 FORMAT_VERSION = 5
-"""5: ``data.train_n_way``. 4: ``train.tasks_per_pass``. 3: the natural-image fields of the data config
-(``data.train_aug``, ...). 2: sha256 of every file, complete stored configs, training states
+"""5: ``data.train_n_way``. 4: ``train.tasks_per_pass``. 3: the natural-image fields of the data
+config (``data.train_aug``, ...). 2: sha256 of every file, complete stored configs, training states
 without pickles. 1: written before those. ``hypermaml upgrade`` migrates older checkpoints
 (``migrate.ADDED_FIELDS``)."""
-WEIGHTS = "model.safetensors"
-META = "checkpoint.json"
 STATE_TENSORS = "train_state.safetensors"
 STATE_TREE = "train_state.json"
 LEGACY_TRAIN_STATE = "train_state.pt"
@@ -161,7 +160,13 @@ def read_weights(path: Path, meta: Mapping[str, Any]) -> dict[str, torch.Tensor]
 
 def _resolve(path: Path) -> Path:
     """A checkpoint folder; a run folder resolves to its ``best`` (few-shot) or ``final``
-    (classifier) checkpoint, and a folder whose save was interrupted to its complete copy."""
+    (classifier) checkpoint, and a folder whose save was interrupted to its complete copy; a
+    registered name (``registry.py``) to that reference model's folder."""
+    if not path.exists():
+        from .registry import is_registered, resolve
+
+        if is_registered(str(path)):
+            return resolve(str(path))
     if (path / META).is_file():
         return path
     for name in ("best", "final"):

@@ -2,7 +2,8 @@
 
 Every command is one call into the library (``hypermaml.api``, ``hypermaml.experiments``):
 ``run.py`` holds the commands that train, score and export models, ``analyze.py`` the analyses
-of trained checkpoints, ``study.py`` the papers' timings and toys.
+of trained checkpoints, ``study.py`` the papers' timings and toys, ``use.py`` the use of a
+trained model on one's own classes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .._version import __version__
 from ..engine.process import keep_freed_memory
 from ..errors import HypermamlError, describe_os_error
 from ..outputs import check_writable_file
-from . import analyze, data, run, study
+from . import analyze, data, run, study, use
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.register(sub)
     data.register(sub)
     study.register(sub)
+    use.register(sub)
     return parser
 
 

@@ -97,7 +97,7 @@ class Geometry:
         )
 
 
-def _to_mode(img, mode: str):
+def to_mode(img, mode: str):
     """``img`` (any Pillow mode) as ``mode`` ("RGB" or "L"), per the rules in the module doc."""
     from PIL import Image
 
@@ -115,7 +115,7 @@ def _to_mode(img, mode: str):
     return img if img.mode == mode else img.convert(mode)
 
 
-def _resize_and_crop(img, geometry: Geometry):
+def resize_and_crop(img, geometry: Geometry):
     """The centre ``size`` x ``size`` of ``img`` with its shorter side resized (module doc)."""
     from PIL import Image
 
@@ -148,7 +148,7 @@ def decode_image(path: Path, geometry: Geometry) -> np.ndarray:
             target = geometry.shorter_side
             img.draft(None, (target, target))
         img.load()
-        img = _resize_and_crop(_to_mode(img, geometry.mode), geometry)
+        img = resize_and_crop(to_mode(img, geometry.mode), geometry)
         pixels = np.asarray(img, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[None]

@@ -7,6 +7,7 @@ shape (C, H, W) it was built for, the epoch and validation metrics, and, for a r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ import torch
 
 from ..checkpoint import load_weights_into, read_meta, stored_config, write_checkpoint
 from ..config import ExperimentConfig
+from ..data.preprocess import Preprocess
 from ..errors import CheckpointError
 from .base import Method
 from .build import build_method
@@ -35,6 +37,22 @@ class FewShotCheckpoint:
         """The method (the name every loaded checkpoint shares)."""
         return self.method
 
+    @property
+    def preprocess(self) -> Preprocess:
+        """How an image becomes the model's input (``data/preprocess.py``): as recorded when
+        the checkpoint was written, or (written before that) as its dataset fixes it."""
+        recorded = self.meta.get("preprocess")
+        if recorded is not None:
+            return Preprocess.from_dict(recorded)
+        return preprocess_for(self.config, self.meta["image_shape"])
+
+
+def preprocess_for(config: ExperimentConfig, image_shape: Sequence[int]) -> Preprocess:
+    """The input transform of a model trained with ``config`` on images of ``image_shape``."""
+    data = config.data
+    ratio = data.folder.resize_ratio if data.dataset == "folder" else 8 / 7
+    return Preprocess.for_dataset(data.dataset, image_shape, ratio)
+
 
 def save_method(
     path: Path,
@@ -50,8 +68,10 @@ def save_method(
 
     ``started_from``: the lineage of a run started with ``--init`` (``checkpoint.init_lineage``),
     stored so that a checkpoint of a later training stage names every stage that led to it."""
+    preprocess = preprocess_for(config, image_shape)
     meta = {"method": config.method.name, "image_shape": list(image_shape), "epoch": epoch,
-            "metrics": metrics, "config": config.to_dict()}  # fmt: skip
+            "metrics": metrics, "config": config.to_dict(),
+            "preprocess": preprocess.to_dict()}  # fmt: skip
     if started_from is not None:
         meta["started_from"] = started_from
     write_checkpoint(path, method.state_dict(), meta, train_state)

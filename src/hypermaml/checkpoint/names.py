@@ -1,0 +1,4 @@
+"""The file names of a checkpoint folder."""
+
+WEIGHTS = "model.safetensors"
+META = "checkpoint.json"

@@ -1,0 +1,48 @@
+"""Using a trained model on one's own classes: ``predict`` and the ``models`` registry."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .. import api
+from ..checkpoint.registry import models_dir, registry
+from .args import positive_int
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    report = api.predict(args.checkpoint, args.support, args.query, top_k=args.top_k,
+                         batch_size=args.batch_size, device=args.device)  # fmt: skip
+    print("\n".join(report.lines(args.top_k)))
+    if args.out:
+        report.write(args.out)
+        print(f"written to {args.out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    reg = registry()
+    print(f"{'name':<34} {'method':<10} {'task':<28} {'test accuracy':>15}  sha256")
+    for name, e in reg["models"].items():  # stored in name order
+        task = f"{e['dataset']} {e['n_way']}-way {e['n_shot']}-shot"
+        acc = f"{e['accuracy']:.2f} ± {e['ci95']:.2f}"
+        print(f"{name:<34} {e['method']:<10} {task:<28} {acc:>15}  "
+              f"{e['sha256']['model.safetensors'][:12]}")  # fmt: skip
+    print(f"{len(reg['models'])} models; test accuracy over {e['test_tasks']} tasks (seed 0). "
+          f"Load one by name; downloads go to {models_dir()}")  # fmt: skip
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("predict", help="teach a model new classes from a folder, classify images")
+    p.add_argument("checkpoint", help="checkpoint folder or registered name (hypermaml models)")
+    p.add_argument("--support", required=True, help="folder of class folders: DIR/<class>/<images>")
+    p.add_argument("--query", required=True, nargs="+", help="image files or folders of them")
+    p.add_argument("--top-k", type=positive_int, default=3, help="classes listed per image (3)")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="query images scored at once (64)")  # fmt: skip
+    p.add_argument("--out", help="write the table as CSV (.csv) or JSON (other names)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (cpu)")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("models", help="the reference models loadable by name")
+    p.set_defaults(func=cmd_models)
