@@ -41,6 +41,8 @@ from .engine.device import pick_device
 from .errors import ConfigError
 from .evaluation import FewShotScore, evaluate
 from .inference import FewShotModel
+from .inference.onnx_check import OnnxCheck, check_adapter
+from .inference.onnx_export import export_adapter
 from .inference.predict import PredictReport, predict_files, support_folder
 from .methods import FewShotCheckpoint, load_method
 from .migrate import upgrade as _upgrade
@@ -86,6 +88,35 @@ def predict(
     images, labels = support_folder(support)
     task = ckpt.adapt(images, labels)
     return predict_files(task, list(queries), str(checkpoint), top_k, batch_size)
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    out: str | Path,
+    statistics: str = "support",
+    n_way: int | None = None,
+    support: str | Path | None = None,
+) -> Path:
+    """``hypermaml export-onnx``: the checkpoint's whole adaptation as one ONNX graph (HyperMAML,
+    ProtoNet), or, given a ``support`` folder (``DIR/<class>/<images>``), the classifier adapted
+    to it (every method, MAML included); ``inference/onnx_export.py``."""
+    ckpt = load(checkpoint, "cpu")
+    if not isinstance(ckpt, FewShotModel):
+        raise ConfigError(f"{checkpoint} is a classifier (hypermaml classify); export it with "
+                          f"hypermaml export")  # fmt: skip
+    if support is None:
+        return export_adapter(ckpt, out, statistics, n_way)  # type: ignore[arg-type]
+    images, labels = support_folder(support)
+    return ckpt.adapt(images, labels).export_onnx(out, statistics)  # type: ignore[arg-type]
+
+
+def check_onnx(checkpoint: str | Path, path: str | Path, statistics: str = "support",
+               data_dir: str | Path | None = None, tasks: int = 100,
+               threads: int = 1) -> OnnxCheck:  # fmt: skip
+    """The adapter at ``path`` against PyTorch on real test tasks, and both timed
+    (``inference/onnx_check.py``)."""
+    ckpt = load(checkpoint, "cpu")
+    return check_adapter(ckpt, path, statistics, data_dir, tasks, threads=threads)  # type: ignore[arg-type]
 
 
 def evaluate_checkpoint(

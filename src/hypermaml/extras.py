@@ -2,7 +2,8 @@
 
 The core install (``pip install hypermaml``) trains, evaluates and exports. Plots need
 ``hypermaml[plots]`` (matplotlib), TensorBoard logs ``hypermaml[tensorboard]``, the training
-augmentation of natural images (``data.train_aug``) ``hypermaml[images]`` (kornia);
+augmentation of natural images (``data.train_aug``) ``hypermaml[images]`` (kornia), ONNX
+export ``hypermaml[onnx]`` (onnx, onnxscript, onnxruntime);
 ``hypermaml[all]`` brings every extra.
 """
 
@@ -13,7 +14,8 @@ from types import ModuleType
 
 from .errors import MissingExtraError
 
-EXTRAS = {"matplotlib": "plots", "tensorboard": "tensorboard", "kornia": "images"}
+EXTRAS = {"matplotlib": "plots", "tensorboard": "tensorboard", "kornia": "images",
+          "onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx"}  # fmt: skip
 """Top-level module -> the extra that installs it."""
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import api
 from ..checkpoint.registry import models_dir, registry
-from .args import positive_int
+from .args import add_data_args, add_json_arg, positive_int, save_json
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -17,6 +17,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out:
         report.write(args.out)
         print(f"written to {args.out}")
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    path = api.export_onnx(args.checkpoint, args.out, args.statistics, args.n_way, args.support)
+    what = "adapted classifier" if args.support else "adaptation"
+    print(f"{args.checkpoint}: {what} written to {path} (query statistics: {args.statistics})")
+    if args.check:
+        report = api.check_onnx(args.checkpoint, path, args.statistics, args.data_dir,
+                                args.tasks, args.threads)  # fmt: skip
+        print("\n".join(report.lines()))
+        save_json(args, report.to_dict())
     return 0
 
 
@@ -44,5 +56,24 @@ def register(sub: Any) -> None:
     p.add_argument("--out", help="write the table as CSV (.csv) or JSON (other names)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (cpu)")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("export-onnx", help="an ONNX graph of a model's adaptation, or of a "
+                       "classifier adapted to a support folder")  # fmt: skip
+    p.add_argument("checkpoint", help="checkpoint folder or registered name")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument(
+        "--statistics",
+        default="support",
+        choices=["support", "queries"],
+        help="queries normalised with the support set (default), or together",
+    )
+    p.add_argument("--n-way", type=positive_int, help="classes per task (ProtoNet: any)")
+    p.add_argument("--support", help="export the classifier adapted to DIR/<class>/<images>")
+    p.add_argument("--check", action="store_true",
+                   help="compare with PyTorch on test tasks and time both")  # fmt: skip
+    p.add_argument("--tasks", type=positive_int, default=100, help="tasks of --check (100)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads of --check (1)")
+    add_data_args(p, device=False)
+    add_json_arg(p, "the --check report")
+    p.set_defaults(func=cmd_export_onnx)
     p = sub.add_parser("models", help="the reference models loadable by name")
     p.set_defaults(func=cmd_models)

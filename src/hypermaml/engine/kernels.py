@@ -268,6 +268,31 @@ class _Conv3x3(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
+_PORTABLE = threading.local()
+
+
+@contextmanager
+def portable() -> Iterator[None]:
+    """Run the encoders on their portable paths (plain operators, BatchNorm statistics in
+    float64) in this thread: what an exported graph computes, to compare against it."""
+    before = getattr(_PORTABLE, "on", False)
+    _PORTABLE.on = True
+    try:
+        yield
+    finally:
+        _PORTABLE.on = before
+
+
+def is_exporting() -> bool:
+    """Whether the encoders must take their portable paths: under a graph export
+    (``torch.export``, ``torch.onnx.export``), where only plain operators may run, or
+    ``portable()``."""
+    if getattr(_PORTABLE, "on", False) or torch.onnx.is_in_onnx_export():
+        return True
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(exporting is not None and exporting())
+
+
 def is_functorch_wrapped(x: torch.Tensor) -> bool:
     """Whether ``x`` is seen through a torch.func transform (``vmap``, ``grad``)."""
     return torch._C._functorch.is_functorch_wrapped_tensor(x)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -90,6 +91,14 @@ class AdaptedTask:
         if not hasattr(self.method, "head"):
             return None
         return self._run(images, batch_size, statistics, self._universal_logits).softmax(-1)
+
+    def export_onnx(self, path: str | Path, statistics: Statistics = "support") -> Path:
+        """Write this adapted classifier as an ONNX graph: query images [Q, C, H, W]
+        (preprocessed) in, logits [Q, N] out (``onnx_export.export_adapted``)."""
+        from .onnx_export import export_adapted
+
+        return export_adapted(self.method, self.params, self.support, self.classes,
+                              self.preprocess, path, statistics)  # fmt: skip
 
     def _adapted_logits(self, x: torch.Tensor) -> torch.Tensor:
         """x [G, n, C, H, W] (G groups) -> logits [G, n, N]."""

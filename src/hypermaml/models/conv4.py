@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.fused_block import conv_bn_pool_relu_inference, one_channel_block
-from ..engine.kernels import conv3x3, is_functorch_wrapped
+from ..engine.kernels import conv3x3, is_exporting, is_functorch_wrapped
 from .config import BNPolicy
 from .encoder import Encoder
 
@@ -70,6 +70,25 @@ class GroupBatchNorm2d(nn.Module):
         n = x.shape[0] // groups
         parts = [self._normalize(part, weight, bias) for part in x.split(n)]
         return parts[0] if groups == 1 else torch.cat(parts)
+
+    def portable(
+        self, x: torch.Tensor, groups: int, step: int, weight: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward`` in plain operators only, for a graph export (ONNX): the groups as a
+        leading dimension, whatever their count; ``weight``, ``bias``: [sets, C]. The group
+        statistics are taken in float64: a runtime's float32 reductions lose digits to a large
+        mean (grey characters on a white page)."""
+        i = min(step, weight.shape[0] - 1)
+        weight, bias = weight[i][:, None, None], bias[i][:, None, None]  # [C, 1, 1]
+        if self.policy != "transductive":
+            mean, var = self.running_mean[i][:, None, None], self.running_var[i][:, None, None]
+            return (x - mean) * torch.rsqrt(var + self.eps) * weight + bias
+        g = x.reshape(groups, -1, *x.shape[1:]).double()  # [G, n, C, H, W]
+        mean = g.mean(dim=(1, 3, 4), keepdim=True)
+        centred = g - mean
+        var = centred.pow(2).mean(dim=(1, 3, 4), keepdim=True)
+        g = (centred * torch.rsqrt(var + self.eps)).to(x.dtype) * weight + bias
+        return g.reshape(x.shape)
 
     def _normalize(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Batch-statistics BatchNorm of one group [n, C, H, W]."""
@@ -116,7 +135,11 @@ class Conv4(Encoder):
         h = x.reshape(groups * n, *x.shape[2:])
         layers = self._layers(params or {})
         transductive = self.norms[0].policy == "transductive"
-        if transductive and not torch.is_grad_enabled() and not is_functorch_wrapped(h):
+        if is_exporting():
+            for norm, (conv_w, conv_b, bn_w, bn_b) in zip(self.norms, layers):
+                h = F.conv2d(h, conv_w, conv_b, padding=1)
+                h = F.relu(F.max_pool2d(norm.portable(h, groups, step, bn_w, bn_b), 2))
+        elif transductive and not torch.is_grad_enabled() and not is_functorch_wrapped(h):
             for norm, (conv_w, conv_b, bn_w, bn_b) in zip(self.norms, layers):
                 h = conv_bn_pool_relu_inference(
                     h, conv_w, conv_b, bn_w[0], bn_b[0], groups, norm.eps
