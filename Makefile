@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 HYPERMAML_DATA ?= $(abspath ../shared/data)
 export HYPERMAML_DATA
 
-.PHONY: demo test test-fast test-shipped docs lint install clean fmnist-grid ablation hyper-maml \
+.PHONY: browser demo test test-fast test-shipped docs lint install clean fmnist-grid ablation hyper-maml \
 	natural-images like-with-like
 
 $(BIN)/hypermaml: pyproject.toml
@@ -22,8 +22,16 @@ install: $(BIN)/hypermaml
 demo: install
 	$(BIN)/hypermaml demo --out runs/demo
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
+
+# The page's browser test (tests/serve/test_page.py) drives Debian's Chromium and its driver;
+# where they cannot be installed the test is skipped and says so.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  chromium-driver) >/dev/null 2>&1 ) || \
+	  echo "no Chromium could be installed: the page's browser test will be skipped"
 
 # Everything but the shipped-checkpoint reproductions (tests/shipped), and those alone.
 test-fast: install

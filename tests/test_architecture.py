@@ -21,7 +21,7 @@ LAYERS = {
     "evaluation": 6, "runs": 6,
     "classify": 7, "inference": 7,
     "training": 8,
-    "experiments": 9, "migrate": 9,
+    "experiments": 9, "migrate": 9, "serve": 9,
     "api": 10,
     "cli": 11,
     "__init__": 12,

@@ -50,6 +50,8 @@ from .models.config import NetworkConfig
 from .models.feat import FeatImport, write_feat_checkpoint
 from .runs import run_checkpoint
 from .runs.ledger import record_evaluation
+from .serve.app import serve as run_server
+from .serve.load import LoadReport, run_load
 from .training import TrainResult
 from .training import train as meta_train
 
@@ -117,6 +119,22 @@ def check_onnx(checkpoint: str | Path, path: str | Path, statistics: str = "supp
     (``inference/onnx_check.py``)."""
     ckpt = load(checkpoint, "cpu")
     return check_adapter(ckpt, path, statistics, data_dir, tasks, threads=threads)  # type: ignore[arg-type]
+
+
+def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000,
+          device: str | None = "cpu") -> None:  # fmt: skip
+    """``hypermaml serve``: the local page to try the few-shot checkpoint (``serve/app.py``)."""
+    ckpt = load(checkpoint, device)
+    if not isinstance(ckpt, FewShotModel):
+        raise ConfigError(f"{checkpoint} is a classifier of fixed classes; serve needs a few-shot "
+                          f"checkpoint")  # fmt: skip
+    run_server(ckpt, Path(str(checkpoint)).name, host, port)
+
+
+def load_test(url: str, clients: int = 20, requests: int = 25,
+              malformed_every: int = 5) -> LoadReport:  # fmt: skip
+    """``hypermaml load-test``: a bounded load test of a local server (``serve/load.py``)."""
+    return run_load(url, clients, requests, malformed_every)
 
 
 def evaluate_checkpoint(

@@ -3,7 +3,8 @@
 The core install (``pip install hypermaml``) trains, evaluates and exports. Plots need
 ``hypermaml[plots]`` (matplotlib), TensorBoard logs ``hypermaml[tensorboard]``, the training
 augmentation of natural images (``data.train_aug``) ``hypermaml[images]`` (kornia), ONNX
-export ``hypermaml[onnx]`` (onnx, onnxscript, onnxruntime);
+export ``hypermaml[onnx]`` (onnx, onnxscript, onnxruntime), the page ``hypermaml[serve]``
+(fastapi, uvicorn, python-multipart, httpx);
 ``hypermaml[all]`` brings every extra.
 """
 
@@ -15,7 +16,8 @@ from types import ModuleType
 from .errors import MissingExtraError
 
 EXTRAS = {"matplotlib": "plots", "tensorboard": "tensorboard", "kornia": "images",
-          "onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx"}  # fmt: skip
+          "onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "fastapi": "serve",
+          "uvicorn": "serve", "python_multipart": "serve", "httpx": "serve"}  # fmt: skip
 """Top-level module -> the extra that installs it."""
 
 

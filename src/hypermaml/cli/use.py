@@ -32,6 +32,19 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    print(f"serving {args.checkpoint} at http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    api.serve(args.checkpoint, args.host, args.port, args.device)
+    return 0
+
+
+def cmd_load_test(args: argparse.Namespace) -> int:
+    report = api.load_test(args.url, args.clients, args.requests, args.malformed_every)
+    print("\n".join(report.lines()))
+    save_json(args, report.to_dict())
+    return 0 if report.valid_failed == 0 and report.alive_after else 1
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     reg = registry()
     print(f"{'name':<34} {'method':<10} {'task':<28} {'test accuracy':>15}  sha256")
@@ -75,5 +88,19 @@ def register(sub: Any) -> None:
     add_data_args(p, device=False)
     add_json_arg(p, "the --check report")
     p.set_defaults(func=cmd_export_onnx)
+    p = sub.add_parser("serve", help="a local web page to teach a model new classes and try it")
+    p.add_argument("checkpoint", help="checkpoint folder or registered name")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine)")
+    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (cpu)")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("load-test", help="concurrent clients against a local hypermaml serve")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the server (a local address)")
+    p.add_argument("--clients", type=positive_int, default=20)
+    p.add_argument("--requests", type=positive_int, default=25, help="requests per client")
+    p.add_argument("--malformed-every", type=positive_int, default=5,
+                   help="every n-th request of a client is malformed (5)")  # fmt: skip
+    add_json_arg(p, "the report")
+    p.set_defaults(func=cmd_load_test)
     p = sub.add_parser("models", help="the reference models loadable by name")
     p.set_defaults(func=cmd_models)
