@@ -90,8 +90,10 @@ def test_drawn_examples_adapt_the_model_and_the_page_agrees_with_the_api(browser
     draw(browser, "query", SHAPES[2], jitter=4)  # a cross, drawn a little lower and right
     browser.find_element(By.ID, "go").click()
     result = WebDriverWait(browser, 60).until(
-        lambda d: d.find_element(By.ID, "result").get_attribute("data-answer")
-        or d.find_element(By.ID, "error").text
+        lambda d: (
+            d.find_element(By.ID, "result").get_attribute("data-answer")
+            or d.find_element(By.ID, "error").text
+        )
     )
     assert not browser.find_element(By.ID, "error").text, result
     answer = json.loads(result)

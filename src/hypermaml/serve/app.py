@@ -15,7 +15,6 @@ problem; nothing a client sends stops the server. Uploads are bounded in size an
 (``Limits``). Requests are served one model call at a time (a lock), each on a worker thread.
 """
 
-
 import io
 import json
 import threading
