@@ -79,7 +79,7 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
 
 
 def test_missing_data_names_the_file_to_put_in_place(tmp_path, capsys, monkeypatch):
-    import hypermaml.data.files as files
+    import hypermaml.download as files
 
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")

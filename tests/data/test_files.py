@@ -7,8 +7,8 @@ import io
 
 import pytest
 
+from hypermaml import download as files_module  # where the files are fetched
 from hypermaml.data import DataError, data_dir
-from hypermaml.data import files as files_module
 from hypermaml.data.files import RemoteFile, fetch
 from tests.conftest import files_under
 
