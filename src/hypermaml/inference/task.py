@@ -16,7 +16,7 @@ depend on what it is grouped with. ``statistics`` says how:
 
 - ``"support"`` (the default): each query is normalised together with the support set, alone
   among the queries: its prediction is the same whatever else is asked, one image at a time or
-  a thousand. On Omniglot->EMNIST 1-shot this costs about 1 point against the benchmarks' rule
+  a thousand. On Omniglot->EMNIST 1-shot this costs about 1.5 points against the benchmarks' rule
   (docs/results.md, "Using a model"); scoring each image as a group of one would cost 20.
 - ``"queries"``: the benchmarks' rule: the query images of one call (of ``batch_size`` when given)
   are normalised together; the logits equal ``evaluate``'s for the same task.
