@@ -9,7 +9,7 @@ HYPERMAML_DATA ?= $(abspath ../shared/data)
 export HYPERMAML_DATA
 
 .PHONY: browser demo test test-fast test-shipped docs lint install clean fmnist-grid ablation hyper-maml \
-	natural-images like-with-like
+	natural-images like-with-like omniglot-baselines
 
 $(BIN)/hypermaml: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -110,6 +110,17 @@ $(foreach s,1s 5s,$(foreach t,frame control,\
 	$(eval $(call from_start,cross_char_$(s)_protonet_$(t),runs/cross_char_$(s)_protonet/best))\
 	$(eval runs/cross_char_$(s)_protonet_$(t)/test_seed0.json: runs/cross_char_$(s)_protonet/test_seed0.json)))
 $(foreach s,1s 5s,$(eval runs/cross_char_$(s)_protonet/test_seed0.json: INIT =))
+
+# The baselines on standard Omniglot at their published recipes (docs/results.md, "Omniglot"):
+# ProtoNet's 60-way episodes (scored on 5-way and, with the same model, 20-way tasks), MAML's
+# meta-batch of 32 (5-way) and 16 (20-way), HyperMAML 20-way; each scored once on the test split.
+OMNIGLOT := $(foreach r,omniglot_1s_protonet_snell omniglot_5s_protonet_snell omniglot_5w1s_maml_finn \
+	omniglot_20w1s_maml_finn omniglot_20w1s_hypermaml,runs/$(r)/test_seed0.json) \
+	runs/omniglot_1s_protonet_snell/test_20way_seed0.json runs/omniglot_5s_protonet_snell/test_20way_seed0.json
+omniglot-baselines: $(OMNIGLOT)
+	@for f in $(OMNIGLOT); do echo "$$f: $$(cat $$f | tr -d '\n' | cut -c1-160)"; done
+runs/%/test_20way_seed0.json: runs/%/test_seed0.json
+	$(BIN)/hypermaml eval runs/$*/best --n-way 20 --tasks 600 --seed 0 --json $@
 
 # Every natural-image row of the papers (HyperMAML Tables 1, 2 and 7; HyperResNets Tables 7 and
 # 8): pre-training where a row starts from it, meta-training, then the test score of its best

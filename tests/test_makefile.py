@@ -56,3 +56,14 @@ def test_like_with_like_runs_every_second_stage_from_its_methods_paper_recipe():
     assert trains["cross_char_1s_protonet"] == trains["cross_char_5s_protonet"] == ""
     assert dry.index("configs/cross_char_1s_protonet.yaml") < dry.index(
         "configs/cross_char_1s_protonet_frame.yaml")  # fmt: skip
+
+
+def test_omniglot_baselines_train_the_published_recipes_and_score_20_way_too():
+    dry, trains = dry_run("omniglot-baselines")
+    assert sorted(trains) == [
+        "omniglot_1s_protonet_snell", "omniglot_20w1s_hypermaml", "omniglot_20w1s_maml_finn",
+        "omniglot_5s_protonet_snell", "omniglot_5w1s_maml_finn",
+    ]  # fmt: skip
+    assert all(init == "" for init in trains.values())
+    for run in ("omniglot_1s_protonet_snell", "omniglot_5s_protonet_snell"):
+        assert f"eval runs/{run}/best --n-way 20 --tasks 600 --seed 0" in dry
