@@ -116,3 +116,14 @@ def test_export_of_a_classifier_adapted_to_a_folder(tmp_path, emnist):
     meta = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
     assert meta["hypermaml.classes"] == [f"k{c}" for c in range(5)]
     assert run(path, query_images=torch.rand(4, 1, 28, 28)).shape == (4, 5)
+
+
+def test_an_encoder_whose_graph_keeps_a_traced_size_is_refused_at_export(tmp_path):
+    from hypermaml.methods.checkpoint import FewShotCheckpoint
+
+    cfg = hypermaml.load_config("mini_imagenet_1s_hypermaml_resnet12", [])
+    method = hypermaml.build_method(cfg, (3, 32, 32)).eval()
+    model = FewShotCheckpoint(method, cfg, {"image_shape": [3, 32, 32]}, tmp_path / "untrained")
+    with pytest.raises(ValueError, match="does not take other numbers of images"):
+        export_adapter(model, tmp_path / "resnet.onnx")
+    assert not (tmp_path / "resnet.onnx").exists()

@@ -13,7 +13,9 @@ The query statistics follow ``inference/task.py`` (``"support"``: each query nor
 support set; ``"queries"``: the queries of one call together, as the benchmarks do). The
 encoders run their portable path under export (``engine.kernels.is_exporting``). Each file
 carries its class names, input transform and statistics rule as metadata (``hypermaml.*``).
-Needs ``hypermaml[onnx]`` (onnx, onnxscript; onnxruntime to run the graphs).
+Needs ``hypermaml[onnx]`` (onnx, onnxscript; onnxruntime to run the graphs). Every export is
+run once on other image counts than it was traced with: the Conv4 encoders give graphs of free
+sizes; the residual encoders keep a traced size, which is refused with that reason.
 """
 
 from __future__ import annotations
@@ -92,8 +94,27 @@ class AdaptedGraph(nn.Module):
         return _score(self.method, self.support, queries, params, self.statistics)
 
 
+def _check_free_sizes(model: Any, names: tuple[str, ...], other: tuple[torch.Tensor, ...]) -> None:
+    """Run the graph on inputs of other sizes than traced (with onnxruntime, when installed): an
+    encoder whose graph kept a traced size fails here, not in the user's runtime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    try:
+        session.run(None, {n: t.numpy() for n, t in zip(names, other)})
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
+        raise ValueError(
+            "the exported graph does not take other numbers of images than it was traced with "
+            "(this encoder keeps a traced size; the Conv4 encoders export free sizes): "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+
+
 def _export(module: nn.Module, example: tuple[torch.Tensor, ...], names: tuple[str, ...],
-            dynamic: dict[str, Any], path: Path, metadata: dict[str, Any]) -> Path:  # fmt: skip
+            dynamic: dict[str, Any], path: Path, metadata: dict[str, Any],
+            other: tuple[torch.Tensor, ...]) -> Path:  # fmt: skip
     require("onnxscript", "ONNX export")
     onnx = require("onnx", "ONNX export")
 
@@ -106,6 +127,7 @@ def _export(module: nn.Module, example: tuple[torch.Tensor, ...], names: tuple[s
                                     output_names=["logits"], dynamic_shapes=dynamic,
                                     dynamo=True, verbose=False, optimize=True)  # fmt: skip
     model = program.model_proto
+    _check_free_sizes(model, names, other)
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = f"hypermaml.{key}", json.dumps(value)
@@ -137,7 +159,8 @@ def export_adapter(model: FewShotCheckpoint, path: str | Path, statistics: str =
             "statistics": statistics, "preprocess": model.preprocess.to_dict(),
             "inputs": "support_images [S,C,H,W] float, support_labels [S] int64 in 0..N-1, "
                       "query_images [Q,C,H,W] float; images preprocessed"}  # fmt: skip
-    return _export(graph, (support, labels, queries), INPUTS, dynamic, Path(path), meta)
+    other = (torch.rand(3 * n_way, *shape), torch.arange(n_way).repeat(3), torch.rand(5, *shape))
+    return _export(graph, (support, labels, queries), INPUTS, dynamic, Path(path), meta, other)
 
 
 def export_adapted(method: Method, params: TaskParams, support: torch.Tensor,
@@ -151,4 +174,5 @@ def export_adapted(method: Method, params: TaskParams, support: torch.Tensor,
     meta = {"method": type(method).__name__, "classes": [str(c) for c in classes],
             "statistics": statistics, "preprocess": preprocess.to_dict(),
             "inputs": "query_images [Q,C,H,W] float, preprocessed"}  # fmt: skip
-    return _export(graph, (queries,), ("query_images",), dynamic, Path(path), meta)
+    other = (torch.rand(5, *support.shape[1:]),)
+    return _export(graph, (queries,), ("query_images",), dynamic, Path(path), meta, other)
