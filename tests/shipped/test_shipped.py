@@ -40,6 +40,7 @@ DOCUMENTED = {
     "cross_char_1s_protonet": 76.35,
     "cross_char_1s_protonet_frame": 81.87,
     "cross_char_5s_protonet": 89.65,
+    "cross_char_5s_protonet_frame": 91.78,
     "cross_char_1s_maml_pretrained": 70.39,
     "cross_char_1s_maml_hyperconv4": 73.92,
     "cross_char_1s_ablation_both": 75.43,
