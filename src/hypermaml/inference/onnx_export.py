@@ -34,6 +34,7 @@ from ..methods.base import Method, TaskParams, one_hot_class_means
 from ..methods.checkpoint import FewShotCheckpoint
 from ..methods.maml import MAML
 from ..methods.protonet import ProtoNet
+from .groups import with_support
 
 INPUTS = ("support_images", "support_labels", "query_images")
 
@@ -42,10 +43,7 @@ def _score(method: Method, support: torch.Tensor, queries: torch.Tensor, params:
            statistics: str) -> torch.Tensor:  # fmt: skip
     """Logits [Q, N] of queries [Q, C, H, W] under task params (leading dimension 1)."""
     q = queries.shape[0]
-    if statistics == "queries":
-        groups = queries[None]
-    else:
-        groups = torch.cat([support[None].expand(q, *support.shape), queries[:, None]], 1)
+    groups = queries[None] if statistics == "queries" else with_support(support, queries)
     if isinstance(method, MAML):  # one task's weights over every group, in one pass
         logits = method.logits(groups, method.steps, {k: v[0] for k, v in params.items()})
         return logits[0] if statistics == "queries" else logits[:, -1]

@@ -37,6 +37,7 @@ from ..errors import DataError
 from ..methods.base import Method, TaskParams
 from ..methods.checkpoint import FewShotCheckpoint
 from ..methods.maml import MAML
+from .groups import with_support
 
 Images = Iterable[ImageLike] | torch.Tensor
 Statistics = Literal["support", "queries"]
@@ -127,9 +128,7 @@ class AdaptedTask:
                 if statistics == "queries":
                     out.append(fn(x[None])[0].float().cpu())
                     continue
-                support = self.support.expand(len(x), *self.support.shape)  # [m, S, C, H, W]
-                groups = torch.cat([support, x[:, None]], 1)  # each query with the support set
-                out.append(fn(groups)[:, -1].float().cpu())
+                out.append(fn(with_support(self.support, x))[:, -1].float().cpu())
         return torch.cat(out)
 
 
