@@ -38,6 +38,8 @@ from .config import ExperimentConfig, apply_overrides, read_raw
 from .data import CheckReport, PrepareReport, TaskShape, check, load_split, prepare
 from .data.folder import FolderSpec
 from .engine.device import pick_device
+from .engine.distributed import current_world, world_device
+from .engine.precision import Precision
 from .errors import ConfigError
 from .evaluation import FewShotScore, evaluate
 from .inference import FewShotModel
@@ -148,6 +150,7 @@ def evaluate_checkpoint(
     dataset: str | None = None,
     data_dir: str | Path | None = None,
     device: str | None = None,
+    precision: str = "fp32",
 ) -> FewShotScore | ClassifierScore:
     """Score the checkpoint at ``path`` as ``hypermaml eval`` does.
 
@@ -156,7 +159,10 @@ def evaluate_checkpoint(
     default to its own. A classifier: its accuracy on its test images (held-out images of the
     training classes for a pre-trained encoder); it takes none of the task options. Returns a
     score with ``.accuracy``, ``.to_dict()`` and ``.describe()``. A checkpoint inside a run
-    folder (``RUN/best``) records the score in ``RUN/evaluations.jsonl`` (``runs.ledger``)."""
+    folder (``RUN/best``) records the score in ``RUN/evaluations.jsonl`` (``runs.ledger``).
+    ``precision``: the arithmetic of the forward passes (``fp32``, ``bf16``, ``fp16``).
+    Launched by torchrun, the processes share the tasks (the same result; the main one
+    records it)."""
     given = {"--dataset": dataset, "--split": split, "--n-way": n_way, "--n-shot": n_shot,
              "--n-query": n_query, "--tasks": tasks, "--seed": seed}  # fmt: skip
     if checkpoint_kind(path) == "classifier":
@@ -171,7 +177,8 @@ def evaluate_checkpoint(
     for flag in ("--n-way", "--n-shot", "--n-query", "--tasks"):
         if given[flag] is not None and given[flag] < 1:
             raise ConfigError(f"{flag} {given[flag]} is out of range; give 1 or more")
-    ckpt = load_method(path, pick_device(device))
+    world = current_world()
+    ckpt = load_method(path, pick_device(world_device(device, world)))
     dc = ckpt.config.data
     shape = TaskShape(dc.n_way if n_way is None else n_way, dc.n_shot if n_shot is None else n_shot,
                       dc.n_query_test if n_query is None else n_query)  # fmt: skip
@@ -180,9 +187,12 @@ def evaluate_checkpoint(
     tasks, seed = 600 if tasks is None else tasks, 0 if seed is None else seed
     options = dc.load_options() if dataset == dc.dataset else {}  # another dataset: its own places
     data = load_split(dataset, split, data_dir, **options)
-    result = evaluate(ckpt.method, data, shape, tasks, seed)
-    score = FewShotScore.of(result, ckpt, dataset, split, shape, seed)
-    record_evaluation(path, score.to_dict())  # in RUN/evaluations.jsonl, for the ledger
+    device_used = next(ckpt.method.parameters()).device
+    result = evaluate(ckpt.method, data, shape, tasks, seed, world=world,
+                      precision=Precision(precision, device_used))  # fmt: skip
+    score = FewShotScore.of(result, ckpt, dataset, split, shape, seed, precision)
+    if world.is_main:
+        record_evaluation(path, score.to_dict())  # in RUN/evaluations.jsonl, for the ledger
     return score
 
 

@@ -220,6 +220,14 @@ class TrainConfig:
     """Pin the convolution kernels (no timing), so that the same config, machine and thread count
     give bit-identical weights and a resumed run continues bit-identically; False lets the engine
     time kernels and take the fastest (faster on some shapes, not reproducible)."""
+    task_stream: Literal["keyed", "sequential"] = "keyed"
+    """How training tasks are drawn. ``keyed``: task i of step s from its own generator seeded by
+    (seed, s, i), so the tasks of a step are the same on any number of processes (torchrun) and
+    a resume needs no generator state. ``sequential``: one generator for the whole run (runs
+    written before the keyed stream; one process only)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Arithmetic of the forward and backward passes (``torch.autocast``; fp16 with a gradient
+    scaler). Weights, optimiser state and the meta-loss stay float32."""
 
     def __post_init__(self) -> None:
         if self.episodes_per_epoch < self.meta_batch:

@@ -52,6 +52,8 @@ ADDED_FIELDS: dict[int, dict[str, dict[str, Any]]] = {
     },
     3: {"few_shot": {"train.tasks_per_pass": None}, "classifier": {}},
     4: {"few_shot": {"data.train_n_way": None}, "classifier": {}},
+    5: {"few_shot": {"train.task_stream": "sequential", "train.precision": "fp32"},
+        "classifier": {}},
 }  # fmt: skip
 """Format N -> the fields added while it was current, each with the value that reproduces how
 its checkpoints were trained (filled when a checkpoint of format N or older is upgraded)."""

@@ -148,8 +148,25 @@ def test_a_format_4_checkpoint_is_upgraded_with_the_ways_it_trained_on(tmp_path,
         load_method(ckpt)
     assert main(["upgrade", str(ckpt)]) == 0
     line = capsys.readouterr().out
-    assert "format 4 -> 5" in line and "data.train_n_way=None" in line
+    assert f"format 4 -> {FORMAT_VERSION}" in line and "data.train_n_way=None" in line
     assert load_method(ckpt).config.data.train_n_way is None
+
+
+def test_a_format_5_checkpoint_is_upgraded_with_the_stream_and_precision_it_trained_with(
+    tmp_path, capsys
+):
+    """Format 5 drew training tasks from one generator, in float32: a resume after the upgrade
+    continues that stream (``train.task_stream: sequential``), never the keyed default."""
+    ckpt = protonet_checkpoint(tmp_path / "ckpt")
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    meta["format_version"] = 5
+    del meta["config"]["train"]["task_stream"], meta["config"]["train"]["precision"]
+    (ckpt / "checkpoint.json").write_text(json.dumps(meta))
+    assert main(["upgrade", str(ckpt)]) == 0
+    line = capsys.readouterr().out
+    assert "train.task_stream='sequential'" in line and "train.precision='fp32'" in line
+    train = load_method(ckpt).config.train
+    assert (train.task_stream, train.precision) == ("sequential", "fp32")
 
 
 def test_upgrade_never_fills_a_field_format_1_always_had(tmp_path):

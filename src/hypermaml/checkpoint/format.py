@@ -38,9 +38,10 @@ from . import state as state_codec
 from .names import META, WEIGHTS
 
 FORMAT = "hypermaml-checkpoint"
-FORMAT_VERSION = 5
-"""5: ``data.train_n_way``. 4: ``train.tasks_per_pass``. 3: the natural-image fields of the data
-config (``data.train_aug``, ...). 2: sha256 of every file, complete stored configs, training states
+FORMAT_VERSION = 6
+"""6: ``train.task_stream`` and ``train.precision``. 5: ``data.train_n_way``. 4:
+``train.tasks_per_pass``. 3: the natural-image fields of the data config (``data.train_aug``,
+...). 2: sha256 of every file, complete stored configs, training states
 without pickles. 1: written before those. ``hypermaml upgrade`` migrates older checkpoints
 (``migrate.ADDED_FIELDS``)."""
 STATE_TENSORS = "train_state.safetensors"

@@ -146,7 +146,7 @@ def _train_classifier(
         if swa_model is not None and state.get("swa") is not None:
             swa_model.load_state_dict(state["swa"])
         start_epoch, seconds_before = resumed.start_epoch, resumed.seconds
-    log = folder.open_log(FIELDS, tensorboard, resumed)
+    log = folder.open_log(FIELDS, tensorboard, 0 if resumed is None else resumed.start_epoch)
 
     def meta(network: nn.Module, epoch: int, metrics: dict) -> dict:
         return classifier_meta(cfg, network, shape, n_classes, epoch, metrics, mean, std)

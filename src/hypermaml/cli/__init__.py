@@ -13,10 +13,14 @@ import sys
 import traceback
 
 from .._version import __version__
+from ..engine.distributed import close_world, launched_world_size
 from ..engine.process import keep_freed_memory
-from ..errors import HypermamlError, describe_os_error
+from ..errors import ConfigError, HypermamlError, describe_os_error
 from ..outputs import check_writable_file
 from . import analyze, data, run, study, use
+
+LAUNCHABLE = ("train", "eval", "bench")
+"""The commands torchrun may start on several processes."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     name = " ".join(filter(None, (args.command, getattr(args, "analysis", None))))
     keep_freed_memory()
     try:
+        if launched_world_size() > 1 and args.command not in LAUNCHABLE:
+            raise ConfigError(
+                f"hypermaml {name} runs on one process; launch it without torchrun (torchrun "
+                f"starts {', '.join(LAUNCHABLE)})"
+            )
         check_writable_file(getattr(args, "json", None), "--json")
         return args.func(args)
     except (HypermamlError, ValueError, OSError) as exc:
@@ -57,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypermaml {name}: internal error: {type(exc).__name__}: {exc}; this is a bug in "
               f"hypermaml; please report it with the traceback above", file=sys.stderr)  # fmt: skip
         return 1
+    finally:
+        close_world()
 
 
 if __name__ == "__main__":

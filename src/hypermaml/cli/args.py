@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from ..engine.distributed import current_world, init_world, launched_world_size
+from ..errors import ConfigError
 from ..reports import write_json
 
 
@@ -57,6 +61,21 @@ def add_json_arg(parser: argparse.ArgumentParser | Any, what: str = "the results
 
 
 def save_json(args: argparse.Namespace, report: Any) -> None:
-    """Write ``report`` to ``--json`` when it was given."""
-    if args.json:
+    """Write ``report`` to ``--json`` when it was given (by the main process of a launch)."""
+    if args.json and current_world().is_main:
         write_json(args.json, report)
+
+
+def join_launch(device: str | None, alone: str | None = None) -> None:
+    """Join the processes torchrun started (nothing without it); the others print nothing.
+    ``alone``: the command being run runs on one process, and is refused under torchrun."""
+    if alone and launched_world_size() > 1:
+        raise ConfigError(f"{alone} runs on one process; launch it without torchrun")
+    if not init_world(device).is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+
+
+def add_precision_arg(parser: argparse.ArgumentParser | Any) -> None:
+    """``--precision`` of the forward passes (``engine.precision``)."""
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="arithmetic of the forward passes (default: fp32)")  # fmt: skip

@@ -9,7 +9,15 @@ from .. import api
 from ..classify import ClassifyConfig
 from ..config import shipped_configs
 from ..errors import ConfigError
-from .args import add_data_args, add_json_arg, add_tasks_args, positive_int, save_json
+from .args import (
+    add_data_args,
+    add_json_arg,
+    add_precision_arg,
+    add_tasks_args,
+    join_launch,
+    positive_int,
+    save_json,
+)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -21,6 +29,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{args.config or args.out} is a few-shot run, not a classifier; "
             f"use hypermaml train{' --resume' if args.resume else ''} ... --out {args.out}"
         )
+    classifier = isinstance(cfg, ClassifyConfig)
+    join_launch(None if classifier else cfg.train.device, "classify" if classifier else None)
     result = api.train(cfg, args.out, args.data_dir, resume=resume, init=args.init,
                        progress=not args.quiet, force=args.force)  # fmt: skip
     print(result.describe(args.out))
@@ -28,9 +38,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    join_launch(args.device)
     score = api.evaluate_checkpoint(
         args.checkpoint, args.split, args.n_way, args.n_shot, args.n_query, args.tasks,
-        args.seed, args.dataset, args.data_dir, args.device,
+        args.seed, args.dataset, args.data_dir, args.device, args.precision,
     )  # fmt: skip
     print(score.describe())
     save_json(args, score.to_dict())
@@ -106,6 +117,7 @@ def register(sub: Any) -> None:
     p.add_argument("--n-shot", type=positive_int)
     p.add_argument("--n-query", type=positive_int, help="query images per class (default 15)")
     add_tasks_args(p)
+    add_precision_arg(p)
     add_json_arg(p, "the result")
     add_data_args(p)
     p.set_defaults(func=cmd_eval)

@@ -13,8 +13,10 @@ from ..outputs import check_writable_file
 from .args import (
     add_data_args,
     add_json_arg,
+    add_precision_arg,
     add_tasks_args,
     int_list,
+    join_launch,
     positive_int,
     save_json,
     tasks_kwargs,
@@ -23,6 +25,7 @@ from .args import (
 
 def cmd_bench(args: argparse.Namespace) -> int:
     check_writable_file(args.plot, "--plot")
+    join_launch(args.device, "bench adapt" if args.what == "adapt" else None)
     if args.what == "adapt":
         report = adapt_time.run_adapt_bench(
             args.maml, args.hypermaml, args.steps, repeats=args.repeats, data_root=args.data_dir,
@@ -103,6 +106,7 @@ def _bench_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--in-process", action="store_true", help="no fresh process per phase")
     p.add_argument("--deterministic", action="store_true", help="pin the kernels, as training does")
+    add_precision_arg(p)
     add_json_arg(p, "settings, machine and results")
     adapt = p.add_argument_group("bench adapt (trained checkpoints, real test tasks)")
     adapt.add_argument("--maml", help="MAML checkpoint folder (a config with --untrained)")

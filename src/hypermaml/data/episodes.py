@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import DataError
@@ -90,6 +91,11 @@ class TaskBatch:
             self.n_shot,
         )
 
+    def pin_memory(self) -> TaskBatch:
+        """The batch in page-locked host memory, whose copy to a GPU overlaps computation."""
+        tensors = (self.support_x, self.support_y, self.query_x, self.query_y)
+        return TaskBatch(*(t.pin_memory() for t in tensors), self.n_way, self.n_shot)
+
     @property
     def n_tasks(self) -> int:
         return self.support_x.shape[0]
@@ -146,6 +152,7 @@ class EpisodeSampler:
     ) -> None:
         check_episode_shape(data, shape)
         self.data, self.shape = data, shape
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.augment = augment
         self._counts = data.counts
@@ -157,25 +164,44 @@ class EpisodeSampler:
             self._mean_std = (mean, std)  # [C, 1, 1] each
 
     def sample(self, n_tasks: int) -> TaskBatch:
-        """One batch of ``n_tasks`` tasks (float images; see ``TaskBatch``)."""
-        n, k, q = self.shape.n_way, self.shape.n_shot, self.shape.n_query
-        counts, g = self._counts, self.generator
+        """The next ``n_tasks`` tasks of the sampler's stream (float images; see ``TaskBatch``)."""
+        g = self.generator
         # one task at a time, so a task does not depend on how the tasks are batched
-        classes, picks = [], []
-        for _ in range(n_tasks):
-            chosen = torch.randperm(self.data.n_classes, generator=g)[:n]
-            classes.append(chosen)
-            picks.append(
-                torch.stack(
-                    [torch.randperm(counts[c], generator=g)[: k + q] for c in chosen.tolist()]
-                )
-            )
-        classes, picks = torch.stack(classes), torch.stack(picks)  # [B, N], [B, N, K+Q]
-        index = self._offsets[classes][:, :, None] + picks  # rows of data.images
-        x = self.data.images[index]  # [B, N, K+Q, C, H, W]
-        x = x.float().div_(255.0)
+        draws = [self._draw(g) for _ in range(n_tasks)]
+        x = self._images(draws)
         if self.augment is not None:
             x = self.augment(x, g)
+        return self._batch(x)
+
+    def sample_keyed(self, step: int, tasks: range) -> TaskBatch:
+        """Tasks ``tasks`` of training step ``step`` of the keyed stream: task i of step s is
+        drawn, and augmented, from its own generator seeded by (seed, s, i) (``task_seed``).
+        The tasks of a step are thus the same however they are shared among processes, and a
+        run resumed at any step continues the same stream without a generator state."""
+        generators = [torch.Generator().manual_seed(task_seed(self.seed, step, i)) for i in tasks]
+        x = self._images([self._draw(g) for g in generators])
+        if self.augment is not None:
+            x = torch.cat([self.augment(x[t : t + 1], g) for t, g in enumerate(generators)])
+        return self._batch(x)
+
+    def _draw(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One task's classes [N] and the positions [N, K+Q] of its images in each class."""
+        n, need = self.shape.n_way, self.shape.images_per_class
+        chosen = torch.randperm(self.data.n_classes, generator=g)[:n]
+        picks = [torch.randperm(self._counts[c], generator=g)[:need] for c in chosen.tolist()]
+        return chosen, torch.stack(picks)
+
+    def _images(self, draws: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The float images [B, N, K+Q, C, H, W] in [0, 1] of drawn tasks."""
+        classes = torch.stack([c for c, _ in draws])  # [B, N]
+        picks = torch.stack([p for _, p in draws])  # [B, N, K+Q]
+        index = self._offsets[classes][:, :, None] + picks  # rows of data.images
+        return self.data.images[index].float().div_(255.0)
+
+    def _batch(self, x: torch.Tensor) -> TaskBatch:
+        """The task batch of images [B, N, K+Q, C, H, W] (augmented), normalised."""
+        n, k, q = self.shape.n_way, self.shape.n_shot, self.shape.n_query
+        n_tasks = x.shape[0]
         if self._mean_std is not None:
             mean, std = self._mean_std
             x = x.sub_(mean).div_(std)  # x is this batch's own copy
@@ -187,10 +213,29 @@ class EpisodeSampler:
         query_y = labels.repeat_interleave(q).expand(n_tasks, -1).contiguous()
         return TaskBatch(support_x, support_y, query_x, query_y, n, k)
 
-    def batches(self, n_tasks: int, batch_size: int) -> Iterator[TaskBatch]:
-        """``n_tasks`` tasks in batches of at most ``batch_size``."""
-        done = 0
+    def batches(
+        self, n_tasks: int, batch_size: int, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[TaskBatch]:
+        """``n_tasks`` tasks in batches of at most ``batch_size``. ``shard`` = (rank, ranks):
+        only every ranks-th batch from the rank-th on is built (the others are drawn, so the
+        stream stays the same, but never assembled); batch j holds tasks j * batch_size on."""
+        rank, ranks = shard
+        if ranks > 1 and self.augment is not None:
+            raise ValueError("a sampler with an augmentation cannot be sharded")
+        done, j = 0, 0
         while done < n_tasks:
             size = min(batch_size, n_tasks - done)
-            yield self.sample(size)
+            if j % ranks == rank:
+                yield self.sample(size)
+            else:
+                for _ in range(size):
+                    self._draw(self.generator)
             done += size
+            j += 1
+
+
+def task_seed(seed: int, step: int, index: int) -> int:
+    """The seed of task ``index`` of training step ``step`` in the keyed stream of ``seed``: a
+    64-bit hash of the three (numpy's ``SeedSequence``), so nearby keys give unrelated tasks."""
+    entropy = [seed % 2**63, step, index]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])

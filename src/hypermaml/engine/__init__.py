@@ -20,6 +20,12 @@ Nothing here knows a method or a dataset; ``models`` and the training loops call
   Linux only. About 15% of a Conv4 training step.
 - ``device``: ``pick_device`` (``auto``, ``cpu``, ``cuda:N``), with a clear error when CUDA is
   absent. Every device.
+- ``distributed``: several processes under torchrun (NCCL on GPUs, gloo on CPUs): each rank
+  trains its share of every meta-batch and the meta-gradients are summed by hand in flat
+  buckets (DDP supports neither double backward nor ``functional_call``); evaluations are
+  sharded and gathered. Every device.
+- ``precision``: ``train.precision`` / ``--precision`` (fp32, bf16, fp16 with a gradient
+  scaler) through ``torch.autocast``, entered in each task worker. Every device.
 
 The gains are those measured in docs/performance.md on a 2-core CPU.
 

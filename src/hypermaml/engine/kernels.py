@@ -322,6 +322,16 @@ def one_channel_conv(
     return F.conv2d(copies, filters, bias).contiguous(memory_format=torch.channels_last)
 
 
+def autocasting(x: torch.Tensor) -> bool:
+    """Whether autocast (mixed precision) is on for ``x``'s device in this thread: the engine's
+    float32 kernels then step aside for PyTorch's own (false on devices autocast does not know,
+    such as ``meta``)."""
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:
+        return False
+
+
 def conv3x3(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -330,7 +340,7 @@ def conv3x3(
 ) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for x [n, C_in, H, W], weight [C, C_in, 3, 3],
     with the output (and the input gradient) in ``memory_format``."""
-    if x.device.type != "cpu" or is_functorch_wrapped(x):
+    if x.device.type != "cpu" or is_functorch_wrapped(x) or autocasting(x):
         return F.conv2d(x, weight, bias, padding=1)
     if x.shape[1] == 1:
         filters = weight.reshape(weight.shape[0], 9, 1, 1)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from ..data import ClassImages, EpisodeSampler, TaskBatch, TaskShape
+from ..engine.distributed import World, current_world
 from ..engine.parallel import TaskParallel
+from ..engine.precision import Precision
 from ..methods.base import Method
 from .stats import mean_ci95
 
@@ -61,6 +63,8 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 8,
     parallel: TaskParallel | None = None,
+    world: World | None = None,
+    precision: Precision | None = None,
 ) -> EvalResult:
     """Score ``method`` on ``n_tasks`` tasks of ``shape`` from ``data``, drawn from ``seed``.
 
@@ -68,36 +72,61 @@ def evaluate(
     (default: one opened for the method's device, PyTorch's thread count on the CPU). A method
     whose tasks are not independent (``Method.tasks_are_independent``, as in ``meta_step``) is
     scored in the calling thread.
+
+    ``world``: several processes share the batches (batch j on rank j mod size) and sum their
+    per-task accuracies, so every rank returns exactly the single-process result (the same
+    tasks, each scored alone); default: the processes torchrun started, if any (``SINGLE`` for
+    one). ``precision``: the arithmetic of the forward passes (default fp32).
     """
     method.check_n_way(shape.n_way)
+    world = current_world() if world is None else world
     device = next(method.parameters()).device
     sampler = EpisodeSampler(data, shape, seed)
     if parallel is None:
         with TaskParallel.for_device(device) as pool:
-            return evaluate(method, data, shape, n_tasks, seed, batch_size, pool)
+            return evaluate(method, data, shape, n_tasks, seed, batch_size, pool, world, precision)
+    precision = precision or Precision("fp32", device)
 
-    def score(batch: TaskBatch) -> tuple[list[float], float]:
+    def score(batch: TaskBatch) -> tuple[torch.Tensor, float]:
         start = time.perf_counter()
-        with torch.no_grad():  # grad mode is per thread: set it in the worker's
+        with torch.no_grad(), precision.autocast():  # both per thread: set in the worker's
             logits = method(batch.to(device))
         _synchronize(device)
         correct = (logits.argmax(-1) == batch.query_y.to(device)).float().mean(1)
-        return (100.0 * correct).tolist(), time.perf_counter() - start
+        return 100.0 * correct, time.perf_counter() - start
 
     was_training = method.training
     method.eval()
-    accuracies: list[float] = []
     try:
         _synchronize(device)
         start = time.perf_counter()
         mapper = parallel.map if method.tasks_are_independent() else map
-        results = list(mapper(score, sampler.batches(n_tasks, batch_size)))
+        batches = sampler.batches(n_tasks, batch_size, shard=(world.rank, world.size))
+        results = list(mapper(score, batches))
         wall = time.perf_counter() - start
     finally:
         method.train(was_training)
-    for batch_accuracies, _ in results:
-        accuracies.extend(batch_accuracies)
     # one worker: the batches' own times (sampling excluded); several: the wall time
     elapsed = sum(t for _, t in results) if parallel.workers == 1 else wall
+    accuracies = _gather(results, n_tasks, batch_size, world, device)
     mean, ci = mean_ci95(accuracies)
-    return EvalResult(mean, ci, len(accuracies), elapsed / len(accuracies), accuracies)
+    return EvalResult(mean, ci, len(accuracies), world.max(elapsed) / len(accuracies), accuracies)
+
+
+def _gather(
+    results: list[tuple[torch.Tensor, float]],
+    n_tasks: int,
+    batch_size: int,
+    world: World,
+    device: torch.device,
+) -> list[float]:
+    """Every task's accuracy in task order, from this rank's batches (j = rank, rank + size,
+    ...) and, summed in, the other ranks' (each task is scored on one rank, zeros elsewhere)."""
+    if not world.distributed:
+        return torch.cat([acc for acc, _ in results]).tolist() if results else []
+    every = torch.zeros(n_tasks, dtype=torch.float64, device=world.collective_device)
+    for k, (acc, _) in enumerate(results):
+        start = (world.rank + k * world.size) * batch_size
+        every[start : start + len(acc)] = acc.to(every.device)
+    world.all_reduce_sum_([every])
+    return every.tolist()

@@ -30,6 +30,8 @@ class FewShotScore:
     """The encoder's BatchNorm policy (recorded with every result)."""
     checkpoint: str
     device: str
+    precision: str = "fp32"
+    """The arithmetic of the forward passes (``engine.precision``)."""
     task_accuracies: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
@@ -41,14 +43,14 @@ class FewShotScore:
     @classmethod
     def of(
         cls, result: EvalResult, ckpt: FewShotCheckpoint, dataset: str, split: str,
-        shape: TaskShape, seed: int,
+        shape: TaskShape, seed: int, precision: str = "fp32",
     ) -> FewShotScore:  # fmt: skip
         """The score of ``ckpt`` whose ``evaluate`` on ``split`` of ``dataset`` gave ``result``."""
         device = str(next(ckpt.method.parameters()).device)
         return cls(
             result.accuracy, result.ci95, result.n_tasks, result.seconds_per_task,
             ckpt.meta["method"], dataset, split, shape.n_way, shape.n_shot, shape.n_query, seed,
-            ckpt.config.model.bn, str(ckpt.path), device, result.task_accuracies,
+            ckpt.config.model.bn, str(ckpt.path), device, precision, result.task_accuracies,
         )  # fmt: skip
 
     def describe(self) -> str:
@@ -56,4 +58,5 @@ class FewShotScore:
             f"{self.method} on {self.dataset}/{self.split} {self.n_way}-way {self.n_shot}-shot: "
             f"{self.accuracy:.2f} ± {self.ci95:.2f}% over {self.n_tasks} tasks (seed {self.seed}), "
             f"{1000 * self.seconds_per_task:.1f} ms per task"
+            + ("" if self.precision == "fp32" else f" ({self.precision})")
         )

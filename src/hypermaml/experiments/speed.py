@@ -92,6 +92,8 @@ class BenchSettings(DataConfig):
     """The encoder (``models/backbones.py``), the same for every method."""
     hyper: str = "none"
     """Plain convolutions, or generated ones (``stage``: variant 1, ``layer``: variant 2)."""
+    precision: str = "fp32"
+    """Arithmetic of the forward and backward passes (``TrainConfig.precision``)."""
 
     def __post_init__(self) -> None:
         if self.dataset not in SHAPES:
@@ -198,12 +200,14 @@ def measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
 def _measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
     """``measure`` with the kernel setting in force."""
     from ..engine import TaskParallel, keep_freed_memory, pick_device
+    from ..engine.distributed import current_world, world_device
     from ..methods import build_method
 
     keep_freed_memory()  # as the command line does
     if s.threads:
         torch.set_num_threads(s.threads)
-    device = pick_device(s.device)
+    world = current_world()
+    device = pick_device(world_device(s.device, world))
     data = synthetic_split(s)
     torch.manual_seed(0)
     method = build_method(_config(case, s), data.image_shape).to(device)
@@ -215,9 +219,13 @@ def _measure(case: BenchCase, s: BenchSettings, phase: str) -> dict:
     out["extra"] = {
         "task_workers": parallel.workers,
         "encoder": f"{s.backbone}{hyper} on {'x'.join(map(str, data.image_shape))} images",
+        "precision": s.precision,
+        "processes": world.size,
     }
     with parallel:
-        out.update(_timed_phase(method, data, s, phase, device, parallel))
+        timed = _timed_phase(method, data, s, phase, device, parallel)
+    out["extra"].update(timed.pop("extra", {}))
+    out.update(timed)
     return out
 
 
@@ -231,34 +239,65 @@ def _timed_phase(
 ) -> dict:
     """The timings of ``measure`` with the method built and the worker pool open."""
     from ..data import EpisodeSampler
+    from ..engine.distributed import current_world
+    from ..engine.precision import Precision
     from ..evaluation import evaluate
     from ..training.step import meta_step
 
     out: dict = {}
+    world, precision = current_world(), Precision(s.precision, device)
     if phase == "train":
         method.train()
         optimizer = torch.optim.Adam(method.parameters(), lr=1e-4)
         sampler = EpisodeSampler(data, s.train_shape, seed=0)
-        for _ in range(s.warmup_steps):
-            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel,
-                      s.tasks_per_pass)  # fmt: skip
+        share = world.share(s.meta_batch)  # this process's tasks of every step
+
+        def step(i: int) -> None:
+            batch = sampler.sample_keyed(i, share).to(device)
+            meta_step(method, optimizer, batch, parallel, s.tasks_per_pass, precision, world,
+                      s.meta_batch, check_finite=device.type != "cuda")  # fmt: skip
+
+        for i in range(s.warmup_steps):
+            step(i)
         steps = max(1, math.ceil(s.train_episodes / s.meta_batch))
         _sync(device)
         start = time.perf_counter()
-        for _ in range(steps):  # sampling included: it is part of what training costs
-            meta_step(method, optimizer, sampler.sample(s.meta_batch).to(device), parallel,
-                      s.tasks_per_pass)  # fmt: skip
+        for i in range(steps):  # sampling included: it is part of what training costs
+            step(s.warmup_steps + i)
         _sync(device)
-        out["train_episodes_per_s"] = steps * s.meta_batch / (time.perf_counter() - start)
+        seconds = world.max(time.perf_counter() - start)
+        out["train_episodes_per_s"] = steps * s.meta_batch / seconds
         out["train_peak_mb"] = _peak_mb(device)
+        if world.distributed:
+            out["extra"] = _communication(method, world, seconds / steps)
     else:
         warm = min(s.eval_tasks, 2 * s.eval_batch)
-        evaluate(method, data, s.test_shape, warm, 1, s.eval_batch, parallel)
-        result = evaluate(method, data, s.test_shape, s.eval_tasks, 0, s.eval_batch, parallel)
+        evaluate(method, data, s.test_shape, warm, 1, s.eval_batch, parallel, world, precision)
+        result = evaluate(method, data, s.test_shape, s.eval_tasks, 0, s.eval_batch, parallel,
+                          world, precision)  # fmt: skip
         out["eval_seconds"] = result.seconds_per_task * result.n_tasks
         out["eval_tasks_per_s"] = 1.0 / result.seconds_per_task
         out["eval_peak_mb"] = _peak_mb(device)
     return out
+
+
+def _communication(method: Method, world, step_seconds: float, repeats: int = 20) -> dict:
+    """The all-reduce of one step's meta-gradient, timed alone: its bytes, seconds, and share
+    of the measured step time."""
+    grads = [torch.zeros_like(p) for p in method.parameters() if p.requires_grad]
+    grads.append(torch.zeros(2, device=grads[0].device))  # the loss and accuracy ride along
+    world.all_reduce_sum_(grads)  # warm the connections
+    _sync(grads[0].device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        world.all_reduce_sum_(grads)
+    _sync(grads[0].device)
+    seconds = world.max((time.perf_counter() - start) / repeats)
+    return {
+        "gradient_mb": sum(g.numel() * g.element_size() for g in grads) / 2**20,
+        "allreduce_ms": 1000 * seconds,
+        "communication_share": seconds / step_seconds,
+    }
 
 
 def measure_reference(s: BenchSettings) -> float:
@@ -283,6 +322,9 @@ def run_bench(
 ) -> tuple[list[BenchRow], list[float]]:
     """Measure every case; ``isolate`` runs each phase in a fresh process. Returns the rows and
     the reference GEMM rates (GFLOP/s) taken before and after them."""
+    from ..engine.distributed import current_world
+
+    isolate = isolate and not current_world().distributed  # the ranks' group is this process's
     reference = [_run(isolate, measure_reference, settings)]
     rows = []
     for case in cases:
@@ -370,6 +412,17 @@ def summary(rows: list[BenchRow], reference: list[float]) -> str:
         f"worker{'s' if workers > 1 else ''}, kernels {pinned}; reference float32 GEMM {gemm} "
         f"GFLOP/s before / after; floor: the convolutions' FLOPs at that rate)"
     )
+    extra = rows[0].extra
+    if extra.get("precision", "fp32") != "fp32":
+        text += f"\n(forward and backward passes in {extra['precision']})"
+    for row in rows:
+        if "allreduce_ms" in row.extra:
+            x = row.extra
+            text += (
+                f"\n{row.case}: {x['processes']} processes, each step's all-reduce of "
+                f"{x['gradient_mb']:.2f} MB takes {x['allreduce_ms']:.2f} ms, "
+                f"{100 * x['communication_share']:.1f}% of a step"
+            )
     if ratio_text := format_ratios(ratios(rows)):
         text += "\n" + ratio_text
     return text

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.fused_block import conv_bn_pool_relu_inference, one_channel_block
-from ..engine.kernels import conv3x3, is_exporting, is_functorch_wrapped
+from ..engine.kernels import autocasting, conv3x3, is_exporting, is_functorch_wrapped
 from .config import BNPolicy
 from .encoder import Encoder
 
@@ -139,6 +139,11 @@ class Conv4(Encoder):
             for norm, (conv_w, conv_b, bn_w, bn_b) in zip(self.norms, layers):
                 h = F.conv2d(h, conv_w, conv_b, padding=1)
                 h = F.relu(F.max_pool2d(norm.portable(h, groups, step, bn_w, bn_b), 2))
+        elif autocasting(h):
+            # mixed precision: PyTorch's own convolutions, which autocast runs in bf16 or fp16
+            for norm, (conv_w, conv_b, bn_w, bn_b) in zip(self.norms, layers):
+                h = F.conv2d(h, conv_w, conv_b, padding=1)
+                h = F.relu(F.max_pool2d(norm(h, groups, step, bn_w, bn_b), 2))
         elif transductive and not torch.is_grad_enabled() and not is_functorch_wrapped(h):
             for norm, (conv_w, conv_b, bn_w, bn_b) in zip(self.norms, layers):
                 h = conv_bn_pool_relu_inference(

@@ -153,13 +153,11 @@ class RunFolder:
             )
         return resume
 
-    def open_log(
-        self, fields: tuple[str, ...], tensorboard: bool, resume: Resume | None
-    ) -> MetricLog:
-        """The run's metric log, without the rows written after the state the run starts from
-        (a new run's first epoch, when a killed first attempt left rows behind)."""
+    def open_log(self, fields: tuple[str, ...], tensorboard: bool, start_epoch: int) -> MetricLog:
+        """The run's metric log, without the rows written from ``start_epoch`` on (the epoch
+        the run starts from: 0 for a new run, whose killed first attempt may have left rows)."""
         log = MetricLog(self.path, tensorboard, fields)
-        log.truncate_after(0 if resume is None else resume.start_epoch)
+        log.truncate_after(start_epoch)
         return log
 
 

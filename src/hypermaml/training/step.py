@@ -7,7 +7,9 @@ import math
 import torch
 
 from ..data import TaskBatch
+from ..engine.distributed import SINGLE, World
 from ..engine.parallel import TaskParallel
+from ..engine.precision import Precision
 from ..methods import Method
 
 
@@ -17,8 +19,13 @@ def meta_step(
     batch: TaskBatch,
     parallel: TaskParallel | None = None,
     tasks_per_pass: int | None = None,
-) -> tuple[float, float]:
-    """One outer step on a batch of tasks: (mean query loss, query accuracy in [0, 1]).
+    precision: Precision | None = None,
+    world: World = SINGLE,
+    world_tasks: int | None = None,
+    check_finite: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One outer step: (mean query loss, query accuracy in [0, 1]) of the whole meta-batch, as
+    0-dim tensors on the batch's device.
 
     With a ``parallel`` pool of W > 1 workers (and a method whose tasks are independent), the
     batch is split into W parts whose meta-gradients are computed concurrently and summed,
@@ -26,42 +33,70 @@ def meta_step(
     ``tasks_per_pass`` bounds the tasks of one forward and backward pass (each worker then
     accumulates the gradients of its part pass by pass), which bounds the activation memory:
     at most W * ``tasks_per_pass`` tasks are held at once. None: a worker's whole part at once.
-    A non-finite loss leaves the weights untouched; the caller decides what to do about it.
+
+    ``world``: ``batch`` is this rank's share (``World.share``) of a meta-batch of
+    ``world_tasks`` tasks over ``world.size`` ranks; each rank weights its gradient by its share
+    of the tasks and the ranks' gradients are summed (``World.all_reduce_sum_``), so every rank
+    takes the step of the whole meta-batch, the single-process step up to float rounding.
+
+    ``check_finite``: a non-finite loss leaves the weights untouched (the caller decides what
+    to do about it); this reads the loss on the host, so a CUDA loop passes False and checks
+    its losses once per epoch instead.
     """
+    precision = precision or Precision("fp32", batch.support_x.device)
+    params = [p for p in method.parameters() if p.requires_grad]
+    optimizer.zero_grad(set_to_none=True)
+    loss, accuracy = _gradients(method, batch, params, parallel, tasks_per_pass, precision)
+    if world.distributed:
+        share = batch.n_tasks / (world_tasks or batch.n_tasks * world.size)
+        loss, accuracy = _sum_over_ranks(params, world, share, loss, accuracy)
+    if check_finite and not math.isfinite(loss.item()):
+        return loss, torch.zeros_like(accuracy)
+    precision.step(optimizer)
+    return loss, accuracy
+
+
+def _gradients(
+    method: Method,
+    batch: TaskBatch,
+    params: list[torch.nn.Parameter],
+    parallel: TaskParallel | None,
+    tasks_per_pass: int | None,
+    precision: Precision,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Set ``p.grad`` to the meta-gradient of ``batch``'s mean loss (times the fp16 scale):
+    one backward call, or the split step's weighted parts. Returns (loss, accuracy)."""
     workers = parallel.workers if parallel is not None else 1
     split = workers > 1 or (tasks_per_pass or batch.n_tasks) < batch.n_tasks
     if split and batch.n_tasks > 1 and method.tasks_are_independent():
-        return _split_step(method, optimizer, batch, parallel, tasks_per_pass)
-    loss, logits = method.meta_loss(batch)
-    value = loss.item()
-    if not math.isfinite(value):
-        return value, 0.0
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return value, (logits.argmax(-1) == batch.query_y).float().mean().item()
+        return _split_gradients(method, batch, params, parallel, tasks_per_pass, precision)
+    with precision.autocast():
+        loss, logits = method.meta_loss(batch)
+    precision.scale(loss).backward()
+    return loss.detach(), (logits.argmax(-1) == batch.query_y).float().mean()
 
 
-def _split_step(
+def _split_gradients(
     method: Method,
-    optimizer: torch.optim.Optimizer,
     batch: TaskBatch,
+    params: list[torch.nn.Parameter],
     parallel: TaskParallel | None,
     tasks_per_pass: int | None,
-) -> tuple[float, float]:
-    """``meta_step`` over parts of the batch (one per worker, each in passes of at most
+    precision: Precision,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_gradients`` over parts of the batch (one per worker, each in passes of at most
     ``tasks_per_pass`` tasks), their gradients summed with weights of their share of tasks."""
     workers = parallel.workers if parallel is not None else 1
-    params = [p for p in method.parameters() if p.requires_grad]
 
-    def pass_step(part: TaskBatch) -> tuple[float, float, tuple]:
+    def pass_step(part: TaskBatch) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         share = part.n_tasks / batch.n_tasks
-        loss, logits = method.meta_loss(part)
-        grads = torch.autograd.grad(loss * share, params, allow_unused=True)
-        correct = (logits.argmax(-1) == part.query_y).float().mean().item()
-        return loss.item() * share, correct * share, grads
+        with precision.autocast():  # autocast is per thread: entered in the worker's
+            loss, logits = method.meta_loss(part)
+        grads = torch.autograd.grad(precision.scale(loss * share), params, allow_unused=True)
+        correct = (logits.argmax(-1) == part.query_y).float().mean()
+        return loss.detach() * share, correct * share, grads
 
-    def part_step(part: TaskBatch) -> tuple[float, float, tuple]:
+    def part_step(part: TaskBatch) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         if not tasks_per_pass or part.n_tasks <= tasks_per_pass:
             return pass_step(part)
         passes = [pass_step(p) for p in part.split(-(-part.n_tasks // tasks_per_pass))]
@@ -77,11 +112,28 @@ def _split_step(
         results = [part_step(p) for p in parts]
     else:
         results = list(parallel.map(part_step, parts))
-    value = sum(r[0] for r in results)
-    if not math.isfinite(value):
-        return value, 0.0
     for i, p in enumerate(params):
         grads = [r[2][i] for r in results if r[2][i] is not None]
         p.grad = torch.stack(grads).sum(0) if grads else None
-    optimizer.step()
-    return value, sum(r[1] for r in results)
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
+def _sum_over_ranks(
+    params: list[torch.nn.Parameter],
+    world: World,
+    share: float,
+    loss: torch.Tensor,
+    accuracy: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight this rank's gradients, loss and accuracy by ``share`` (its part of the meta-batch's
+    tasks) and sum them over the ranks, in place: one set of collectives, the same on every
+    rank. A parameter without a gradient (the hypernetwork during MAML's warm-up) joins them as
+    zeros and keeps no gradient: every rank runs the same model in the same phase, so it has
+    none anywhere."""
+    grads = [p.grad.mul_(share) if p.grad is not None else torch.zeros_like(p) for p in params]
+    stats = torch.stack([loss.float() * share, accuracy.float() * share])
+    world.all_reduce_sum_([*grads, stats])
+    for p, g in zip(params, grads):
+        if p.grad is not None:
+            p.grad = g
+    return stats[0], stats[1]
