@@ -23,6 +23,7 @@ DOCUMENTED = {
     "omniglot_5w1s_hypermaml": 97.55,
     "omniglot_5w1s_maml": 91.81,
     "omniglot_5w1s_protonet": 95.94,
+    "omniglot_1s_protonet_snell": 98.88,
     "omniglot_5w1s_maml_pretrained": 94.59,
     "omniglot_5w1s_maml_hyperconv4": 95.38,
     "cross_char_1s_hypermaml": 82.66,
@@ -68,6 +69,24 @@ def test_reference_checkpoint_reproduces_its_documented_accuracy(
     # the figure is rounded to 0.01; another CPU's convolution kernels may flip a near-tied
     # prediction, each flip moving the mean by 100 / (600 tasks x 75 queries) = 0.002
     assert result["accuracy"] == pytest.approx(DOCUMENTED[name], abs=0.01)
+    assert result["accuracy"] == pytest.approx(recorded["accuracy"], abs=0.005)
+
+
+#: checkpoint scored on 20-way tasks too -> its documented 20-way 1-shot accuracy (%)
+DOCUMENTED_20_WAY = {"omniglot_1s_protonet_snell": 95.83}
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED_20_WAY))
+def test_reference_checkpoint_reproduces_its_documented_20_way_accuracy(
+    name: str, data_root: Path, tmp_path: Path
+) -> None:
+    recorded = json.loads((SHIPPED / name / "test_20way_seed0.json").read_text())
+    out = tmp_path / "result.json"
+    args = ["eval", str(SHIPPED / name), "--n-way", "20", "--data-dir", str(data_root)]
+    assert main([*args, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["n_tasks"], result["n_way"]) == (600, 20)
+    assert result["accuracy"] == pytest.approx(DOCUMENTED_20_WAY[name], abs=0.01)
     assert result["accuracy"] == pytest.approx(recorded["accuracy"], abs=0.005)
 
 
