@@ -48,6 +48,37 @@ def _join(parts):
     return type(first)(*cat, first.n_way, first.n_shot)
 
 
+def classify_epoch(world) -> dict | None:
+    """One epoch of ``hypermaml classify``'s loop (SGD with momentum, 5 batches of 50 and a
+    last of 10) on a network without BatchNorm, whose 2-process run is the 1-process run."""
+    from hypermaml.classify.config import ClassifyConfig
+    from hypermaml.classify.train import _train_epoch
+    from hypermaml.data import LabelledImages
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (260, 1, 8, 8), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, 5, (260,), generator=g)
+    data = LabelledImages("synthetic", "train", images, labels, [str(i) for i in range(5)])
+    optim = {"batch_size": 50, "lr": 0.1, "milestones": []}
+    cfg = ClassifyConfig.from_dict({"data": {"augment": False}, "optim": optim})
+    mean, std = torch.zeros(1), torch.ones(1)
+
+    def run(w):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        metrics = _train_epoch(model, optimizer, data, cfg, 0, mean, std, torch.device("cpu"), w)
+        return model, metrics
+
+    model, metrics = run(world)
+    if not world.is_main:
+        return None
+    single, single_metrics = run(SINGLE)
+    diff = max((p - q).abs().max().item() for p, q in zip(model.parameters(),
+                                                            single.parameters()))  # fmt: skip
+    return {"max_diff": diff, "metrics": metrics, "single_metrics": single_metrics}
+
+
 def main(out: str) -> None:
     torch.set_num_threads(1)
     world = init_world("cpu")
@@ -65,6 +96,7 @@ def main(out: str) -> None:
                         zip(single.parameters(), build(kind, **cfg).parameters()))  # fmt: skip
             report[name] = {"max_diff": max(diffs.values()), "moved": moved,
                             "worst": max(diffs, key=diffs.get)}  # fmt: skip
+    report["classify"] = classify_epoch(world)
     data = make_class_images(n_classes=8, n_per_class=12, size=16)
     method = build("hypermaml", warmup_epochs=0, switch_epochs=0).float()
     shape = TaskShape(3, 2, 4)

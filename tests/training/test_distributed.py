@@ -54,6 +54,11 @@ def test_two_processes_take_the_single_process_steps_and_evaluate_exactly(tmp_pa
         assert report[case]["moved"] > 1e-3, case  # the steps did move the weights
         assert report[case]["max_diff"] < 1e-6, (case, report[case])
     assert report["eval"]["sharded"] == report["eval"]["single"]
+    # classify's loop on a network without BatchNorm: the batches shared 25 + 25 (the last 5 + 5)
+    classify = report["classify"]
+    assert classify["max_diff"] < 1e-6
+    for key, value in classify["single_metrics"].items():
+        assert classify["metrics"][key] == pytest.approx(value, rel=1e-6), key
 
 
 def _config(**train) -> ExperimentConfig:
@@ -173,3 +178,29 @@ def test_configs_several_processes_cannot_share_are_refused():
     method = build_method(ExperimentConfig.from_dict(raw), (1, 28, 28))
     with pytest.raises(ConfigError, match="running BatchNorm statistics"):
         check_shareable(method, two)
+
+
+def test_a_one_process_command_under_torchrun_is_refused(monkeypatch, tmp_path, capsys):
+    from hypermaml.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it, before any group is joined
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    assert "runs on one process; launch it without torchrun" in capsys.readouterr().err
+    assert main(["bench", "adapt", "--untrained", "--maml", "x", "--hypermaml", "y"]) == 2
+    assert "bench adapt runs on one process" in capsys.readouterr().err
+
+
+def test_torchrun_classify_trains_on_two_processes_and_writes_once(data_root, tmp_path):
+    """``torchrun -m hypermaml classify``: a hyper WRN on 1,000 Fashion-MNIST images, two
+    epochs; the main process alone writes the run and prints, and the network learns."""
+    out = tmp_path / "run"
+    done = torchrun("-m", "hypermaml", "classify", "classify_fmnist_wrn_16_2_hyper2", "--out",
+                    str(out), "--quiet", "--data-dir", str(data_root),
+                    "--set", "data.train_subset=1000", "--set", "model.arch=wrn_10_1",
+                    "--set", "data.augment=false", "--set", "optim.lr=0.05",
+                    "--set", "optim.epochs=2", "--set", "optim.batch_size=50",
+                    "--set", "optim.milestones=[]", "--set", "run.threads=1")  # fmt: skip
+    assert done.stdout.count("test accuracy") == 1
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3  # a header and 2 epochs
+    final = json.loads((out / "final" / "checkpoint.json").read_text())
+    assert final["metrics"]["test_accuracy"] > 40  # 10 classes: chance is 10%

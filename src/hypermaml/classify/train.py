@@ -10,6 +10,7 @@ needs; ``RUN/final`` is the trained network with its test accuracy.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ..data.augment import batches, channel_stats
 from ..data.classification import LabelledImages, load_classification
 from ..engine import kernels
 from ..engine.device import pick_device
+from ..engine.distributed import World, current_world, world_device
 from ..errors import ConfigError, TrainingError
 from ..models.build import build_network
 from ..models.export import count_parameters
@@ -106,15 +108,29 @@ def train_classifier(
     force: bool = False,
 ) -> ClassifyResult:
     """Train the network of ``cfg``; writes ``run_dir/{last,final}``, metrics.csv and tb/.
-    ``resume`` and ``force`` as for ``training.train``."""
-    with RunFolder.open(run_dir, "classify", resume, force) as folder:
+    ``resume`` and ``force`` as for ``training.train``.
+
+    Launched by torchrun, each process trains on its share of every batch and the gradients
+    are summed over the processes (the batches, their order and augmentation are the same for
+    any number). BatchNorm normalises over each process's share, as under PyTorch's
+    ``DistributedDataParallel`` without SyncBatchNorm, so the run is not the single-process run;
+    the running statistics are averaged over the processes after every epoch. A last batch
+    smaller than the number of processes is skipped. The main process alone reads and writes
+    ``run_dir`` and scores the test images."""
+    world = current_world()
+    with contextlib.ExitStack() as stack:
+        folder = world.on_main(
+            lambda: stack.enter_context(RunFolder.open(run_dir, "classify", resume, force))
+        )
         with kernels.deterministic(cfg.run.deterministic):
-            return _train_classifier(cfg, folder, data_root, progress, tensorboard)
+            return _train_classifier(cfg, folder, world, data_root, progress and world.is_main,
+                                     tensorboard)  # fmt: skip
 
 
 def _train_classifier(
     cfg: ClassifyConfig,
-    folder: RunFolder,
+    folder: RunFolder | None,
+    world: World,
     data_root: str | Path | None,
     progress: bool,
     tensorboard: bool,
@@ -122,7 +138,7 @@ def _train_classifier(
     o = cfg.optim
     if cfg.swa.start_epoch is not None and not 0 <= cfg.swa.start_epoch < o.epochs:
         raise ConfigError(f"swa.start_epoch={cfg.swa.start_epoch}: choose 0..{o.epochs - 1}")
-    device = pick_device(cfg.run.device)
+    device = pick_device(world_device(cfg.run.device, world))
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     train_data = load_classification(cfg.data.dataset, "train", data_root)
@@ -137,16 +153,21 @@ def _train_classifier(
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, o.milestones, gamma=o.gamma)
     swa_model = AveragedModel(model) if cfg.swa.start_epoch is not None else None
-    start_epoch, seconds_before = 0, 0.0
-    resumed = folder.resume(cfg, FREE_FIELDS, "classifier", o.epochs)
-    if resumed is not None:
+
+    def load() -> tuple[int, float]:
+        resumed = folder.resume(cfg, FREE_FIELDS, "classifier", o.epochs)
+        if resumed is None:
+            return 0, 0.0
         state = resumed.state
         model.load_state_dict(state["model"])
         restore_training_state(state, optimizer, scheduler)
         if swa_model is not None and state.get("swa") is not None:
             swa_model.load_state_dict(state["swa"])
-        start_epoch, seconds_before = resumed.start_epoch, resumed.seconds
-    log = folder.open_log(FIELDS, tensorboard, 0 if resumed is None else resumed.start_epoch)
+        return resumed.start_epoch, resumed.seconds
+
+    start_epoch, seconds_before = world.broadcast_object(world.on_main(load))
+    _share_start(world, model, optimizer, scheduler, swa_model)
+    log = folder.open_log(FIELDS, tensorboard, start_epoch) if folder else None
 
     def meta(network: nn.Module, epoch: int, metrics: dict) -> dict:
         return classifier_meta(cfg, network, shape, n_classes, epoch, metrics, mean, std)
@@ -159,16 +180,19 @@ def _train_classifier(
         if in_swa:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.swa.lr
-        metrics = _train_epoch(model, optimizer, train_data, cfg, epoch, mean, std, device)
+        metrics = _train_epoch(model, optimizer, train_data, cfg, epoch, mean, std, device,
+                               world)  # fmt: skip
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         if in_swa:
             swa_model.update_parameters(model)
         else:
             scheduler.step()
         final = epoch + 1 == o.epochs
+        metrics["seconds"] = seconds_before + time.perf_counter() - started
+        if folder is None:
+            continue
         if (epoch + 1) % cfg.run.eval_every == 0 or final:
             metrics["test_accuracy"] = accuracy(model, test_data, mean, std, device)
-        metrics["seconds"] = seconds_before + time.perf_counter() - started
         log.write(epoch, metrics)
         train_state = training_state(
             epoch, metrics["seconds"], optimizer, scheduler, model=model.state_dict(),
@@ -177,6 +201,8 @@ def _train_classifier(
         write_checkpoint(folder.last, model.state_dict(), meta(model, epoch, metrics), train_state)
         bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
                         test=f"{metrics.get('test_accuracy', float('nan')):.2f}")  # fmt: skip
+    if folder is None:  # the main process scores and writes the network
+        return ClassifyResult(math.nan, o.epochs - start_epoch, 0.0, 0, 0)
     log.close()
 
     net, metrics = model, {"test_accuracy": None}
@@ -193,36 +219,73 @@ def _train_classifier(
                           train_params, test_params, network)  # fmt: skip
 
 
+def _share_start(world: World, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler,
+                 swa_model: AveragedModel | None) -> None:  # fmt: skip
+    """Give every process the main process's start: weights, optimiser, schedule, SWA."""
+    if not world.distributed:
+        return
+    world.broadcast_([*model.parameters(), *model.buffers()])
+    states = world.broadcast_object((optimizer.state_dict(), scheduler.state_dict(),
+                                     swa_model.state_dict() if swa_model else None))  # fmt: skip
+    if not world.is_main:
+        optimizer.load_state_dict(states[0])
+        scheduler.load_state_dict(states[1])
+        if swa_model is not None:
+            swa_model.load_state_dict(states[2])
+
+
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: LabelledImages,
                  cfg: ClassifyConfig, epoch: int, mean: torch.Tensor, std: torch.Tensor,
-                 device: torch.device) -> dict[str, float]:  # fmt: skip
+                 device: torch.device, world: World) -> dict[str, float]:  # fmt: skip
     """One pass over the shuffled, augmented training images; the data order and augmentation
-    depend on (seed, epoch) alone, so a resumed run sees the batches of an uninterrupted one."""
+    depend on (seed, epoch) alone, so a resumed run sees the batches of an uninterrupted one.
+    On several processes each takes its share of every batch (``train_classifier``)."""
     model.train()
     generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + epoch)
     total_loss = total_penalty = correct = seen = 0.0
+    params = [p for p in model.parameters() if p.requires_grad]
     for x, y in batches(data, cfg.optim.batch_size, mean, std, generator=generator,
                         augment=cfg.data.augment):  # fmt: skip
-        x, y = x.to(device), y.to(device)
+        n = len(y)
+        if n < world.size:
+            continue  # a share for every process, or no step (the same on every process)
+        rows = world.share(n)
+        x, y = x[rows.start : rows.stop].to(device), y[rows.start : rows.stop].to(device)
+        share = len(rows) / n
         with generate_once(model):  # the penalty reuses the forward pass's generated weights
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             penalty = generated_weight_penalty(model) if cfg.optim.hyper_reg else None
-        total = loss + cfg.optim.hyper_reg * penalty if penalty is not None else loss
-        if not math.isfinite(total.item()):
+        # this process's part of the batch's loss; the penalty once over the processes
+        total = loss * share
+        if penalty is not None:
+            total = total + cfg.optim.hyper_reg * penalty / world.size
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        no_penalty = torch.zeros((), device=device)
+        stats = torch.stack([loss.detach() * share, (logits.argmax(1) == y).sum().float(),
+                             penalty.detach() / world.size if penalty is not None
+                             else no_penalty])  # fmt: skip
+        if world.distributed:
+            stats = world.sum_gradients_(params, 1.0, stats)
+        batch_loss, batch_correct, batch_penalty = stats.tolist()
+        if not math.isfinite(batch_loss + cfg.optim.hyper_reg * batch_penalty):
             raise TrainingError(
-                f"the training loss became {total.item()} at epoch {epoch}; lower optim.lr "
+                f"the training loss became {batch_loss} at epoch {epoch}; lower optim.lr "
                 f"(now {optimizer.param_groups[0]['lr']:g}) and resume from the last good "
                 f"checkpoint with --resume"
             )
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
         optimizer.step()
-        n = len(y)
-        total_loss += loss.item() * n
-        total_penalty += (penalty.item() if penalty is not None else 0.0) * n
-        correct += (logits.argmax(1) == y).sum().item()
+        total_loss += batch_loss * n
+        total_penalty += batch_penalty * n
+        correct += batch_correct
         seen += n
+    if world.distributed:  # each process's running statistics saw its shares: average them
+        stats = [b for b in model.buffers() if b.is_floating_point()]
+        world.all_reduce_sum_(stats)
+        for b in stats:
+            b.div_(world.size)
     return {"train_loss": total_loss / seen, "train_accuracy": 100.0 * correct / seen,
             "penalty": total_penalty / seen}  # fmt: skip
 

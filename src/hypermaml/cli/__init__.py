@@ -19,7 +19,7 @@ from ..errors import ConfigError, HypermamlError, describe_os_error
 from ..outputs import check_writable_file
 from . import analyze, data, run, study, use
 
-LAUNCHABLE = ("train", "eval", "bench")
+LAUNCHABLE = ("train", "classify", "eval", "bench")
 """The commands torchrun may start on several processes."""
 
 

@@ -29,8 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{args.config or args.out} is a few-shot run, not a classifier; "
             f"use hypermaml train{' --resume' if args.resume else ''} ... --out {args.out}"
         )
-    classifier = isinstance(cfg, ClassifyConfig)
-    join_launch(None if classifier else cfg.train.device, "classify" if classifier else None)
+    join_launch(cfg.run.device if isinstance(cfg, ClassifyConfig) else cfg.train.device)
     result = api.train(cfg, args.out, args.data_dir, resume=resume, init=args.init,
                        progress=not args.quiet, force=args.force)  # fmt: skip
     print(result.describe(args.out))

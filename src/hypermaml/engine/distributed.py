@@ -72,6 +72,23 @@ class World:
                 offset += t.numel()
 
     @torch.no_grad()
+    def sum_gradients_(
+        self, params: list[torch.nn.Parameter], scale: float, extra: torch.Tensor
+    ) -> torch.Tensor:
+        """Replace each ``p.grad`` by the sum over the ranks of ``scale * p.grad``, and return
+        the sum of ``scale * extra`` (a small float tensor riding along: a loss, an accuracy):
+        one set of collectives, the same on every rank. A parameter without a gradient joins
+        them as zeros and keeps none: every rank runs the same model in the same phase (the
+        hypernetwork during MAML's warm-up has no gradient anywhere)."""
+        grads = [p.grad.mul_(scale) if p.grad is not None else torch.zeros_like(p) for p in params]
+        extra = extra.float() * scale
+        self.all_reduce_sum_([*grads, extra])
+        for p, g in zip(params, grads):
+            if p.grad is not None:
+                p.grad = g
+        return extra
+
+    @torch.no_grad()
     def broadcast_(self, tensors: Iterable[torch.Tensor]) -> None:
         """Give every rank the main rank's values of ``tensors``, in place."""
         if not self.distributed:

@@ -49,7 +49,7 @@ def meta_step(
     loss, accuracy = _gradients(method, batch, params, parallel, tasks_per_pass, precision)
     if world.distributed:
         share = batch.n_tasks / (world_tasks or batch.n_tasks * world.size)
-        loss, accuracy = _sum_over_ranks(params, world, share, loss, accuracy)
+        loss, accuracy = world.sum_gradients_(params, share, torch.stack([loss, accuracy]))
     if check_finite and not math.isfinite(loss.item()):
         return loss, torch.zeros_like(accuracy)
     precision.step(optimizer)
@@ -116,24 +116,3 @@ def _split_gradients(
         grads = [r[2][i] for r in results if r[2][i] is not None]
         p.grad = torch.stack(grads).sum(0) if grads else None
     return sum(r[0] for r in results), sum(r[1] for r in results)
-
-
-def _sum_over_ranks(
-    params: list[torch.nn.Parameter],
-    world: World,
-    share: float,
-    loss: torch.Tensor,
-    accuracy: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight this rank's gradients, loss and accuracy by ``share`` (its part of the meta-batch's
-    tasks) and sum them over the ranks, in place: one set of collectives, the same on every
-    rank. A parameter without a gradient (the hypernetwork during MAML's warm-up) joins them as
-    zeros and keeps no gradient: every rank runs the same model in the same phase, so it has
-    none anywhere."""
-    grads = [p.grad.mul_(share) if p.grad is not None else torch.zeros_like(p) for p in params]
-    stats = torch.stack([loss.float() * share, accuracy.float() * share])
-    world.all_reduce_sum_([*grads, stats])
-    for p, g in zip(params, grads):
-        if p.grad is not None:
-            p.grad = g
-    return stats[0], stats[1]
