@@ -166,7 +166,7 @@ def _train_classifier(
         return resumed.start_epoch, resumed.seconds
 
     start_epoch, seconds_before = world.broadcast_object(world.on_main(load))
-    _share_start(world, model, optimizer, scheduler, swa_model)
+    world.broadcast_state_(model, optimizer, scheduler, swa_model)
     log = folder.open_log(FIELDS, tensorboard, start_epoch) if folder else None
 
     def meta(network: nn.Module, epoch: int, metrics: dict) -> dict:
@@ -217,22 +217,6 @@ def _train_classifier(
     return ClassifyResult(metrics["test_accuracy"], o.epochs - start_epoch,
                           seconds_before + time.perf_counter() - started,
                           train_params, test_params, network)  # fmt: skip
-
-
-def _share_start(world: World, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler,
-                 swa_model: AveragedModel | None) -> None:  # fmt: skip
-    """Give every process the main process's start: weights, optimiser, schedule, SWA."""
-    if not world.distributed:
-        return
-    world.broadcast_([*model.parameters(), *model.buffers()])
-    states = world.broadcast_object((optimizer.state_dict(), scheduler.state_dict(),
-                                     swa_model.state_dict() if swa_model else None))  # fmt: skip
-    if not world.is_main:
-        optimizer.load_state_dict(states[0])
-        scheduler.load_state_dict(states[1])
-        if swa_model is not None:
-            swa_model.load_state_dict(states[2])
 
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: LabelledImages,

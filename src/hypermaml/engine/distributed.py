@@ -101,6 +101,19 @@ class World:
                 t.copy_(flat[offset : offset + t.numel()].view_as(t))
                 offset += t.numel()
 
+    def broadcast_state_(self, module: torch.nn.Module, *stateful: object) -> None:
+        """Give every rank the main rank's weights and buffers of ``module`` and the state of
+        each of ``stateful`` (optimisers, schedules, scalers: whatever has ``state_dict`` and
+        ``load_state_dict``; None is passed over), so that every rank starts alike."""
+        if not self.distributed:
+            return
+        self.broadcast_([*module.parameters(), *module.buffers()])
+        present = [s for s in stateful if s is not None]
+        states = self.broadcast_object([s.state_dict() for s in present])
+        if not self.is_main:
+            for s, state in zip(present, states):
+                s.load_state_dict(state)
+
     def broadcast_object(self, value: T) -> T:
         """The main rank's ``value`` (any picklable object), on every rank."""
         if not self.distributed:

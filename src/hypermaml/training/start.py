@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +89,8 @@ def start_run(
     start = world.on_main(
         lambda: _load(cfg, folder, method, optimizer, scheduler, sampler, precision, init)
     )
-    if not world.distributed:
-        return start
-    start = world.broadcast_object(start)
-    world.broadcast_(chain(method.parameters(), method.buffers()))
-    states = world.broadcast_object(
-        (optimizer.state_dict(), scheduler.state_dict(), precision.state_dict())
-    )
-    if not world.is_main:
-        optimizer.load_state_dict(states[0])
-        scheduler.load_state_dict(states[1])
-        precision.load_state_dict(states[2])
-    return start
+    world.broadcast_state_(method, optimizer, scheduler, precision)
+    return world.broadcast_object(start)
 
 
 def _load(
