@@ -20,9 +20,9 @@ def test_the_gpu_check_runs_dry_on_the_cpu(data_root, tmp_path):
     for step in ("machine", "2. bench", "3. two processes", "4. shipped checkpoints", "done"):
         assert step in summary
     assert "cross_char_1s_hypermaml: cpu" in summary
-    bench = json.loads((tmp_path / "bench_mini_imagenet_bf16.json").read_text())
+    bench = json.loads((tmp_path / "bench_omniglot_bf16.json").read_text())
     assert bench["rows"][0]["extra"]["precision"] == "bf16"
-    assert bench["rows"][0]["extra"]["encoder"] == "conv4 on 3x84x84 images"
+    assert bench["rows"][0]["extra"]["encoder"] == "conv4 on 1x28x28 images"
     two = json.loads((tmp_path / "bench_2proc.json").read_text())
     extra = two["rows"][0]["extra"]
     assert extra["processes"] == 2 and extra["gradient_mb"] > 1

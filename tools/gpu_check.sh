@@ -10,8 +10,8 @@
 # Everything lands in OUT (default: gpu_check/): *.json, *.txt and summary.txt.
 #
 # usage: tools/gpu_check.sh [--dry] [OUT]
-#   --dry: the same steps on the CPU with a few tasks and no GPU tests (what `make test` runs,
-#          so the script cannot rot between the sessions that have a GPU).
+#   --dry: the same steps on the CPU with a few tasks, 28x28 only and no GPU tests (what
+#          `make test` runs, so the script cannot rot between the sessions that have a GPU).
 # Needs $HYPERMAML_DATA for steps 1 and 4.
 set -euo pipefail
 
@@ -23,10 +23,10 @@ PYTHON=${PYTHON:-python}
 HM=("$PYTHON" -m hypermaml)
 if [ "$DRY" = 1 ]; then
   DEVICE=cpu; EPISODES=2; TASKS=2; BATCH=2; META=2; PRECISIONS="bf16"; METHODS=hypermaml
-  CHECKPOINTS="cross_char_1s_hypermaml"
+  DATASETS=omniglot; CHECKPOINTS="cross_char_1s_hypermaml"
 else
   DEVICE=cuda; EPISODES=3200; TASKS=600; BATCH=50; META=32; PRECISIONS="fp32 bf16"
-  METHODS=hypermaml,maml-1,maml-5,protonet
+  METHODS=hypermaml,maml-1,maml-5,protonet; DATASETS="omniglot mini_imagenet"
   CHECKPOINTS="cross_char_1s_hypermaml cross_char_5s_hypermaml cross_char_1s_maml
     cross_char_1s_protonet omniglot_5w1s_hypermaml"
 fi
@@ -47,7 +47,7 @@ fi
 
 step "2. bench, Conv4, 28x28 and 84x84"
 for precision in $PRECISIONS; do
-  for dataset in omniglot mini_imagenet; do
+  for dataset in $DATASETS; do
     "${HM[@]}" bench --device "$DEVICE" --dataset "$dataset" --precision "$precision" \
       --meta-batch "$META" --train-episodes "$EPISODES" --eval-tasks "$TASKS" \
       --eval-batch "$BATCH" --methods "$METHODS" --in-process \
