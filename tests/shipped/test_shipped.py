@@ -25,6 +25,8 @@ DOCUMENTED = {
     "omniglot_5w1s_protonet": 95.94,
     "omniglot_1s_protonet_snell": 98.88,
     "omniglot_20w1s_hypermaml": 94.39,
+    "omniglot_5s_protonet_snell": 99.63,
+    "omniglot_5w1s_maml_finn": 96.61,
     "omniglot_5w1s_maml_pretrained": 94.59,
     "omniglot_5w1s_maml_hyperconv4": 95.38,
     "cross_char_1s_hypermaml": 82.66,

@@ -54,6 +54,13 @@ def test_evaluations_are_recorded_and_counted_in_the_ledger(run, data_root, tmp_
     assert row.test_accuracy == round(second["accuracy"], 2) and row.test_tasks == 3
 
 
+def test_the_row_keeps_the_test_figure_of_its_own_task_shape(run, data_root):
+    own = _eval(run / "best", data_root)
+    _eval(run / "best", data_root, "--n-way", "20")  # the same model on 20-way tasks
+    row = ledger.ledger_row(run)
+    assert (row.n_way, row.test_accuracy) == (5, round(own["accuracy"], 2))
+
+
 def test_the_ledger_updates_a_listed_run_and_never_drops_one(run, data_root, tmp_path):
     other = tmp_path / "copy_of_run"
     shutil.copytree(run, other)

@@ -117,7 +117,11 @@ def ledger_row(run: str | Path, name: str | None = None) -> LedgerRow:
     seconds = float(last_meta.get("metrics", {}).get("seconds", 0.0))  # cumulative
     tests = [e for e in read_evaluations(run) if e.get("split") == "test"]
     chosen = [e for e in tests if e.get("checkpoint_name") == checkpoint.name]
-    latest = chosen[-1] if chosen else None
+    # the run's own task shape first: a model scored on other N (a 20-way look at a 5-way
+    # model) keeps its row's figure the one its N and K name
+    shape = (config["data"]["dataset"], config["data"]["n_way"], config["data"]["n_shot"])
+    own = [e for e in chosen if (e.get("dataset"), e.get("n_way"), e.get("n_shot")) == shape]
+    latest = (own or chosen or [None])[-1]
     started = meta.get("started_from") or {}
     return LedgerRow(
         run=name or run.name, method=meta["method"], dataset=config["data"]["dataset"],
