@@ -86,39 +86,28 @@ def start_run(
 ) -> Start:
     """Load the run's start into the model, optimiser, schedule, sampler and scaler on every
     rank: the main rank reads ``folder`` (None elsewhere) and ``init``, the others receive."""
-    start = world.on_main(
-        lambda: _load(cfg, folder, method, optimizer, scheduler, sampler, precision, init)
-    )
+
+    def load() -> Start:
+        resumed = folder.resume(cfg, FREE_FIELDS, "few_shot", cfg.train.epochs)
+        if resumed is None:
+            if init is None:
+                return Start()
+            _start_from(method, init, cfg)
+            return Start(started_from=init_lineage(init))
+        started_from = resumed.meta.get("started_from")
+        _check_same_start(init, started_from, folder)
+        load_weights(method, resumed.path, expect_method=cfg.method.name)
+        restore_training_state(resumed.state, optimizer, scheduler)
+        precision.load_state_dict(resumed.state.get("scaler", {}))
+        if resumed.state.get("sampler") is not None:  # the sequential stream's generator
+            sampler.generator.set_state(resumed.state["sampler"])
+        state = resumed.state
+        return Start(resumed.start_epoch, state["best_acc"], state["best_epoch"], resumed.seconds,
+                     started_from)  # fmt: skip
+
+    start = world.on_main(load)
     world.broadcast_state_(method, optimizer, scheduler, precision)
     return world.broadcast_object(start)
-
-
-def _load(
-    cfg: ExperimentConfig,
-    folder: RunFolder,
-    method: Method,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    sampler: EpisodeSampler,
-    precision: Precision,
-    init: str | Path | None,
-) -> Start:
-    resumed = folder.resume(cfg, FREE_FIELDS, "few_shot", cfg.train.epochs)
-    if resumed is None:
-        if init is None:
-            return Start()
-        _start_from(method, init, cfg)
-        return Start(started_from=init_lineage(init))
-    started_from = resumed.meta.get("started_from")
-    _check_same_start(init, started_from, folder)
-    load_weights(method, resumed.path, expect_method=cfg.method.name)
-    restore_training_state(resumed.state, optimizer, scheduler)
-    precision.load_state_dict(resumed.state.get("scaler", {}))
-    if resumed.state.get("sampler") is not None:  # the sequential stream's generator
-        sampler.generator.set_state(resumed.state["sampler"])
-    state = resumed.state
-    return Start(resumed.start_epoch, state["best_acc"], state["best_epoch"], resumed.seconds,
-                 started_from)  # fmt: skip
 
 
 def _check_same_start(
